@@ -1,0 +1,41 @@
+"""checkin: SMS check-ins, reply understanding, trends and clinician alerts.
+
+`create_app()` is the WSGI factory (gunicorn 'checkin:create_app()'); there is no global app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import text
+
+from checkin.config import Settings, load_settings
+
+__all__ = ["create_app"]
+
+
+def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    from checkin.context import make_context
+
+    settings = settings or load_settings()
+    settings.require_web()
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=settings.secret_key or "demo-only-secret", **(config or {}))
+    ctx = make_context(settings)
+    app.extensions["checkin"] = ctx
+
+    from checkin import webhooks
+
+    app.register_blueprint(webhooks.bp)
+
+    @app.get("/healthz")
+    def healthz() -> tuple[dict[str, str], int]:
+        try:
+            with ctx.db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+            return {"status": "error", "database": type(exc).__name__}, 503
+        return {"status": "ok"}, 200
+
+    return app

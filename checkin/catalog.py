@@ -1,0 +1,90 @@
+"""Every text a patient or staff member receives, in English and Spanish.
+
+Rules for anything added here (CLINICAL.md "Messaging compliance"):
+- no diagnosis, drug or score in any text: a phone's lock screen is not private;
+- stay inside one GSM-7 segment (160 characters) where possible: no curly quotes or dashes,
+  which force UCS-2 and double the cost;
+- placeholders are str.format fields filled by `render`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+LANGUAGES = ("en", "es")
+
+CATALOG: dict[str, dict[str, str]] = {
+    "welcome": {
+        "en": "{program}: you are enrolled in text check-ins, about 1 short check-in a day. "
+        "Msg & data rates may apply. Reply HELP for help, STOP to opt out.",
+        "es": "{program}: esta inscrito en mensajes de control, cerca de 1 breve al dia. "
+        "Pueden aplicar tarifas. Responda AYUDA (HELP) o STOP para salir.",
+    },
+    "ask_fatigue": {
+        "en": "How tired have you felt today? Reply 0 (none) to 10 (worst).",
+        "es": "Cuanto cansancio ha sentido hoy? Responda 0 (nada) a 10 (el peor).",
+    },
+    "ask_pain": {
+        "en": "How much pain have you had today? Reply 0 (none) to 10 (worst).",
+        "es": "Cuanto dolor ha tenido hoy? Responda 0 (nada) a 10 (el peor).",
+    },
+    "ask_mood": {
+        "en": "How is your mood today? Reply 0 (very low) to 10 (very good).",
+        "es": "Como esta su animo hoy? Responda 0 (muy bajo) a 10 (muy bueno).",
+    },
+    "reask": {
+        "en": "Sorry, please reply with a number from {low} to {high}.",
+        "es": "Perdon, responda con un numero del {low} al {high}.",
+    },
+    "skipped_question": {
+        "en": "No problem, we will skip that one.",
+        "es": "No hay problema, saltaremos esa pregunta.",
+    },
+    "thanks": {
+        "en": "Thank you, your answers are saved. This number is not watched around the clock: "
+        "in an emergency call 911.",
+        "es": "Gracias, sus respuestas se guardaron. Este numero no se atiende todo el tiempo: "
+        "en una emergencia llame al 911.",
+    },
+    "no_open_checkin": {
+        "en": "Thanks for your message. There is no check-in open now. Reply HELP for help. "
+        "In an emergency call 911.",
+        "es": "Gracias por su mensaje. No hay un control abierto ahora. Responda AYUDA. "
+        "En una emergencia llame al 911.",
+    },
+    "stop_confirm": {
+        "en": "{program}: you are unsubscribed and will get no more texts. Reply START to "
+        "resubscribe.",
+        "es": "{program}: se dio de baja y no recibira mas mensajes. Responda START para volver.",
+    },
+    "start_confirm": {
+        "en": "{program}: you are subscribed to check-in texts again. Msg & data rates may "
+        "apply. Reply HELP for help, STOP to opt out.",
+        "es": "{program}: recibira de nuevo los mensajes de control. Pueden aplicar tarifas. "
+        "Responda AYUDA o STOP para salir.",
+    },
+    "help": {
+        "en": "{program} check-ins: about 1 text a day. Help: {support}. Msg & data rates "
+        "may apply. Reply STOP to opt out.",
+        "es": "{program}: cerca de 1 mensaje al dia. Ayuda: {support}. Pueden aplicar "
+        "tarifas. Responda STOP para salir.",
+    },
+    "crisis": {
+        "en": "If you are in danger, call 911. Call or text 988 (Suicide & Crisis Lifeline, "
+        "24/7). Your care team will contact you. This number is not watched 24/7.",
+        "es": "Si esta en peligro, llame al 911. Llame o envie texto al 988 (Linea 988, 24/7). "
+        "Su equipo le contactara. Este numero no se atiende 24/7.",
+    },
+    # Staff-facing: a reference, the kind, the severity and a link. Nothing about the patient.
+    "staff_alert": {
+        "en": "checkin {severity} alert {ref}: {kind}. Details: {link}",
+        "es": "checkin alerta {severity} {ref}: {kind}. Detalles: {link}",
+    },
+}
+
+
+def render(key: str, language: str = "en", params: Mapping[str, object] | None = None) -> str:
+    """The text for `key` in `language` (English when the language is unknown)."""
+    texts = CATALOG[key]
+    template = texts.get(language) or texts["en"]
+    return template.format(**(params or {}))

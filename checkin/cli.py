@@ -1,0 +1,479 @@
+"""The `checkin` command. Verbs and flags are a contract (DESIGN.md); errors are one line."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from functools import wraps
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+
+from checkin.config import ConfigError, load_settings
+from checkin.context import Context, make_context
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UserError(click.ClickException):
+    """A one-line problem with what the user asked; exit status 1, no traceback."""
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def friendly_errors(command: F) -> F:
+    """Turn the domain's ValueErrors and config errors into one-line messages."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            raise UserError(f"configuration: {exc}") from None
+        except ValueError as exc:  # PatientError, ScheduleError, StaffError, InvalidPhone...
+            raise UserError(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _context() -> Context:
+    return make_context(load_settings())
+
+
+def _date(value: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{flag} must be YYYY-MM-DD, got {value!r}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """SMS check-ins for patients, alerts for their care team."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+# --- database ---------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@friendly_errors
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    from checkin.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    click.echo("database is up to date")
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@friendly_errors
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the web app (webhooks, /healthz) under gunicorn."""
+    from checkin.server import serve_gunicorn
+
+    load_settings().require_web()  # fail before forking, with the variable's name
+    serve_gunicorn(host, port, workers)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@friendly_errors
+def scheduler(once: bool) -> None:
+    """Run the scheduler worker (safe to run several on PostgreSQL)."""
+    from checkin import scheduler as worker
+
+    ctx = _context()
+    if once:
+        click.echo(worker.tick(ctx))
+        return
+    if not ctx.db.is_postgres:
+        logging.getLogger(__name__).info("SQLite: run exactly one scheduler process")
+    worker.run(ctx)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@friendly_errors
+def demo(host: str, port: int) -> None:
+    """One process: SQLite, console SMS, web + scheduler, demo data."""
+    from checkin.demo import run_demo
+
+    run_demo(host, port)
+
+
+# --- patients ---------------------------------------------------------------------------
+
+
+@cli.group()
+def patients() -> None:
+    """Enrol, import, pause and resume patients."""
+
+
+@patients.command("add")
+@click.option("--phone", required=True)
+@click.option("--name", required=True)
+@click.option("--timezone", required=True, help="IANA name, e.g. America/New_York")
+@click.option("--language", default="en", show_default=True, type=click.Choice(["en", "es"]))
+@friendly_errors
+def patients_add(phone: str, name: str, timezone: str, language: str) -> None:
+    """Enrol a patient who gave consent to staff, and send the welcome text."""
+    from checkin import outbox
+    from checkin.patients import NewPatient, enrol
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        patient = enrol(
+            session,
+            NewPatient(phone, name, timezone, language),
+            ctx.clock(),
+            actor=_actor(),
+            sender=ctx.settings.sender,
+        )
+        welcome = session.scalar(_welcome_id(patient.id))
+        phone = patient.phone
+    status = outbox.deliver(ctx, welcome) if welcome else "not sent"
+    click.echo(f"enrolled {phone}; welcome text {status}")
+
+
+def _welcome_id(patient_id: int) -> Any:
+    from sqlalchemy import select
+
+    from checkin.models import Message
+
+    return select(Message.id).where(Message.patient_id == patient_id, Message.purpose == "welcome")
+
+
+@patients.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--no-welcome", is_flag=True, help="Patients already consented and welcomed.")
+@friendly_errors
+def patients_import(file: str, no_welcome: bool) -> None:
+    """Import phone,name,timezone[,language] rows: all or nothing."""
+    from checkin import outbox
+    from checkin.patients import enrol, find, read_csv
+
+    with open(file, encoding="utf-8-sig") as handle:
+        good, errors = read_csv(handle.read())
+    ctx = _context()
+    with ctx.db.session() as session:
+        errors += [
+            f"{p.phone}: a patient with this phone already exists"
+            for p in good
+            if find(session, p.phone) is not None
+        ]
+        if errors:
+            for line in errors:
+                click.echo(line, err=True)
+            raise UserError(f"{file}: {len(errors)} bad row(s); nothing was imported")
+        now = ctx.clock()
+        ids = [
+            enrol(
+                session,
+                p,
+                now,
+                actor=_actor(),
+                sender=ctx.settings.sender,
+                welcome=not no_welcome,
+                source="csv_import",
+            ).id
+            for p in good
+        ]
+        welcomes = list(session.scalars(_welcome_ids(ids)))
+    for message_id in welcomes:
+        outbox.deliver(ctx, message_id)
+    click.echo(f"imported {len(ids)} patient(s); {len(welcomes)} welcome text(s)")
+
+
+def _welcome_ids(patient_ids: list[int]) -> Any:
+    from sqlalchemy import select
+
+    from checkin.models import Message
+
+    return select(Message.id).where(
+        Message.patient_id.in_(patient_ids), Message.purpose == "welcome"
+    )
+
+
+@patients.command("pause")
+@click.option("--phone", required=True)
+@click.option("--until", "until", required=True, help="YYYY-MM-DD, the last paused day")
+@friendly_errors
+def patients_pause(phone: str, until: str) -> None:
+    """Send nothing to a patient up to and including a date."""
+    from checkin.patients import get, pause
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        patient = get(session, phone)
+        pause(session, patient, _date(until, "--until"), ctx.clock(), actor=_actor())
+        click.echo(f"paused {patient.phone} until {until}")
+
+
+@patients.command("resume")
+@click.option("--phone", required=True)
+@friendly_errors
+def patients_resume(phone: str) -> None:
+    """End a pause now."""
+    from checkin.patients import get, resume
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        patient = get(session, phone)
+        resume(session, patient, ctx.clock(), actor=_actor())
+        click.echo(f"resumed {patient.phone} ({patient.status})")
+
+
+# --- staff ------------------------------------------------------------------------------
+
+
+@cli.group()
+def staff() -> None:
+    """Staff accounts."""
+
+
+@staff.command("add")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(["admin", "clinician"]))
+@click.option("--phone")
+@click.option("--on-call", is_flag=True)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    required=True,
+    help="Read the password from standard input (never from the command line).",
+)
+@friendly_errors
+def staff_add(
+    email: str, name: str, role: str, phone: str | None, on_call: bool, password_stdin: bool
+) -> None:
+    """Add a staff member; the password is read from stdin."""
+    from checkin.staff import add
+
+    del password_stdin
+    password = sys.stdin.readline().rstrip("\r\n")
+    ctx = _context()
+    with ctx.db.session() as session:
+        member = add(
+            session,
+            email=email,
+            name=name,
+            role=role,
+            phone=phone,
+            on_call=on_call,
+            password=password,
+            now=ctx.clock(),
+            actor=_actor(),
+        )
+        click.echo(f"added {member.role} {member.email}" + (" (on call)" if on_call else ""))
+
+
+# --- check-ins --------------------------------------------------------------------------
+
+
+@cli.command("send-now")
+@click.option("--phone", required=True)
+@click.option("--flow", required=True)
+@friendly_errors
+def send_now(phone: str, flow: str) -> None:
+    """Start a check-in for one patient now (quiet hours still apply)."""
+    from checkin.sendnow import start_now
+
+    ctx = _context()
+    click.echo(start_now(ctx, phone, flow, actor=_actor()))
+
+
+@cli.command("text")
+@click.option("--phone", required=True, help="The patient's number (the sender).")
+@click.argument("body")
+@friendly_errors
+def text(phone: str, body: str) -> None:
+    """Play the patient: send BODY to the running app as a signed Twilio webhook."""
+    from checkin.phones import normalise_phone
+    from checkin.simulate import SimulationError, send_text
+
+    try:
+        replies = send_text(load_settings(), normalise_phone(phone), body)
+    except SimulationError as exc:
+        raise UserError(str(exc)) from None
+    for reply in replies:
+        click.echo(reply)
+    if not replies:
+        click.echo("(no reply)")
+
+
+@cli.group()
+def infusions() -> None:
+    """Treatment events that infusion-relative check-ins follow."""
+
+
+@infusions.command("add")
+@click.option("--phone", required=True)
+@click.option("--date", "on", required=True, help="YYYY-MM-DD")
+@friendly_errors
+def infusions_add(phone: str, on: str) -> None:
+    """Record an infusion."""
+    from checkin.patients import add_infusion, get
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        patient = get(session, phone)
+        add_infusion(session, patient, _date(on, "--date"), ctx.clock(), actor=_actor())
+        click.echo(f"recorded infusion on {on} for {patient.phone}")
+
+
+# --- schedules --------------------------------------------------------------------------
+
+
+@cli.group()
+def schedules() -> None:
+    """What is asked, when."""
+
+
+@schedules.command("add")
+@click.option("--flow", required=True)
+@click.option("--time", "at", required=True, help="HH:MM in each patient's local time")
+@click.option("--days", help="e.g. mon,wed,fri (default every day)")
+@click.option("--phone", help="One patient; without it, every enrolled patient")
+@friendly_errors
+def schedules_add(flow: str, at: str, days: str | None, phone: str | None) -> None:
+    """Add a recurring schedule (a time inside quiet hours is refused)."""
+    from checkin import schedules as sched
+    from checkin.patients import get
+    from checkin.programs import default_program
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        now = ctx.clock()
+        patient = get(session, phone) if phone else None
+        program = default_program(session, now)
+        schedule = sched.add(
+            session,
+            program,
+            flow=flow,
+            local_time=sched.parse_time(at),
+            days=sched.parse_days(days),
+            patient=patient,
+            now=now,
+            actor=_actor(),
+        )
+        who = patient.phone if patient else "every enrolled patient"
+        click.echo(f"schedule {schedule.id}: {flow} at {at} on {schedule.days} for {who}")
+
+
+@schedules.command("list")
+@friendly_errors
+def schedules_list() -> None:
+    """List schedules as CSV."""
+    from sqlalchemy import select
+
+    from checkin.models import Patient, Schedule
+
+    ctx = _context()
+    click.echo("id,flow,local_time,days,phone,active")
+    with ctx.db.session() as session:
+        stmt = select(Schedule, Patient.phone).outerjoin(Patient, Patient.id == Schedule.patient_id)
+        for s, phone in session.execute(stmt.order_by(Schedule.id)):
+            click.echo(
+                f"{s.id},{s.flow},{s.local_time:%H:%M},{s.days.replace(',', ' ')},"
+                f"{phone or 'all'},{s.active}"
+            )
+
+
+@schedules.command("remove")
+@click.argument("schedule_id", type=int)
+@friendly_errors
+def schedules_remove(schedule_id: int) -> None:
+    """Deactivate a schedule (its history stays)."""
+    from checkin import audit
+    from checkin.models import Schedule
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        schedule = session.get(Schedule, schedule_id)
+        if schedule is None:
+            raise UserError(f"no schedule {schedule_id}")
+        schedule.active = False
+        audit.record(session, ctx.clock(), _actor(), "schedule.remove", f"schedule:{schedule_id}")
+        click.echo(f"schedule {schedule_id} removed")
+
+
+@schedules.command("preview")
+@click.option("--phone", required=True)
+@click.option("--from", "start", help="YYYY-MM-DD in the patient's zone (default today)")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366))
+@friendly_errors
+def schedules_preview(phone: str, start: str | None, days: int) -> None:
+    """CSV of the sends to come: phone,flow,local_time,utc_time."""
+    from checkin import schedules as sched
+    from checkin.patients import get, program_of
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        patient = get(session, phone)
+        zone = ZoneInfo(patient.timezone)
+        now = ctx.clock()
+        begin = (
+            datetime.combine(_date(start, "--from"), datetime.min.time(), tzinfo=zone)
+            if start
+            else now
+        )
+        sends = sched.preview(
+            patient, program_of(session, patient), sched.for_patient(session, patient), begin, days
+        )
+        click.echo("phone,flow,local_time,utc_time")
+        for send in sends:
+            click.echo(
+                f"{patient.phone},{send.flow},{send.local_time.isoformat()},"
+                f"{send.utc_time.astimezone(ZoneInfo('UTC')).isoformat()}"
+            )
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+@cli.command("export")
+@click.argument("kind", type=click.Choice(["observations", "alerts", "messages"]))
+@click.option(
+    "--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "json"])
+)
+@friendly_errors
+def export_cmd(kind: str, fmt: str) -> None:
+    """Write observations, alerts or messages to stdout."""
+    from checkin import audit
+    from checkin import export as exporter
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        columns, data = exporter.rows(session, kind)
+        click.echo(exporter.render(columns, data, fmt), nl=False)
+        audit.record(session, ctx.clock(), _actor(), "export", kind, format=fmt)
+
+
+def main() -> None:
+    cli(prog_name="checkin")

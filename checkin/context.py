@@ -1,0 +1,28 @@
+"""What every entry point (web, scheduler, CLI) hands to the code below it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from checkin.clock import Clock, shifted_clock, system_clock
+from checkin.config import Settings, load_settings
+from checkin.db import Database
+from checkin.transports import SmsTransport, sms_transport
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    sms: SmsTransport
+    clock: Clock
+
+    @property
+    def status_callback_url(self) -> str:
+        return f"{self.settings.public_url}/twilio/status"
+
+
+def make_context(settings: Settings | None = None) -> Context:
+    settings = settings or load_settings()
+    clock = shifted_clock(settings.clock_start) if settings.clock_start else system_clock
+    return Context(settings, Database(settings.database_url), sms_transport(settings), clock)

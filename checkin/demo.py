@@ -1,0 +1,165 @@
+"""`checkin demo` / `make run`: SQLite, console SMS, web and scheduler in one process.
+
+Seeds a program, two staff members and three patients with a month of history, then serves
+http://127.0.0.1:5000 and ticks the scheduler in a background thread. Texts are printed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from checkin import scheduler
+from checkin.config import load_settings
+from checkin.context import Context, make_context
+from checkin.migrate import upgrade
+from checkin.models import Answer, CheckIn, Patient
+from checkin.patients import NewPatient, enrol
+from checkin.staff import add as add_staff
+
+DEMO_PATIENTS = (
+    NewPatient("+16175550101", "Alice Demo", "America/New_York", "en"),
+    NewPatient("+13105550102", "Beatriz Demo", "America/Los_Angeles", "es"),
+    NewPatient("+13125550103", "Chris Demo", "America/Chicago", "en"),
+)
+DEMO_CLINICIAN_PHONE = "+16175550199"
+DEMO_TICK_SECONDS = "5"
+
+
+def run_demo(host: str, port: int) -> None:
+    os.environ["CHECKIN_DEMO"] = "1"
+    os.environ["CHECKIN_SMS_BACKEND"] = "console"  # never a real text from the demo
+    os.environ.setdefault("CHECKIN_PUBLIC_URL", f"http://{host}:{port}")
+    os.environ.setdefault("CHECKIN_SCHEDULER_TICK_SECONDS", DEMO_TICK_SECONDS)
+    os.environ.setdefault("CHECKIN_PROGRAM_NAME", "Neuro Care Team")
+    os.environ.setdefault("CHECKIN_SUPPORT_CONTACT", "617-555-0100")
+    settings = load_settings()
+    if settings.database_url.startswith("sqlite:///"):
+        os.makedirs(
+            os.path.dirname(settings.database_url.removeprefix("sqlite:///")), exist_ok=True
+        )
+    upgrade(settings.database_url)
+    ctx = make_context(settings)
+    seeded = seed(ctx)
+    _start_scheduler_thread(ctx)
+    _print_banner(host, port, seeded)
+    from checkin import create_app
+
+    create_app(settings=settings).run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+def seed(ctx: Context) -> bool:
+    """Create the demo world once; returns False when it was already there."""
+    with ctx.db.session() as session:
+        if session.scalar(select(Patient.id).limit(1)) is not None:
+            return False
+        now = ctx.clock()
+        add_staff(
+            session,
+            email="carol@example.org",
+            name="Carol Admin",
+            role="admin",
+            phone=None,
+            on_call=False,
+            password="demo-password-carol",
+            now=now,
+            actor="demo",
+        )
+        add_staff(
+            session,
+            email="bob@example.org",
+            name="Bob Clinician",
+            role="clinician",
+            phone=DEMO_CLINICIAN_PHONE,
+            on_call=True,
+            password="demo-password-bob",
+            now=now,
+            actor="demo",
+        )
+        for new in DEMO_PATIENTS:
+            patient = enrol(
+                session,
+                new,
+                now - timedelta(days=31),
+                actor="demo",
+                sender=ctx.settings.sender,
+                welcome=False,
+            )
+            _history(session, patient, now)
+    return True
+
+
+def _history(session: Session, patient: Patient, now: datetime) -> None:
+    """30 days of plausible answers so exports and charts have something to show."""
+    rng = random.Random(patient.phone)
+    zone = ZoneInfo(patient.timezone)
+    for days_ago in range(30, 0, -1):
+        day = (now - timedelta(days=days_ago)).astimezone(zone).date()
+        due = datetime.combine(day, time(9), tzinfo=zone)
+        checkin = CheckIn(
+            patient_id=patient.id,
+            flow="daily_symptoms",
+            flow_version=1,
+            idempotency_key=f"{patient.id}:daily_symptoms:{day}:09:00",
+            local_date=day,
+            due_at=due,
+            expires_at=due + timedelta(hours=15),
+            status="completed",
+            state={"step": 3},
+            sent_at=due,
+            completed_at=due + timedelta(minutes=7),
+            created_at=due,
+        )
+        session.add(checkin)
+        session.flush()
+        for measure, centre in (("fatigue", 5), ("pain", 4), ("mood", 6)):
+            value = max(0, min(10, centre + rng.choice((-1, 0, 0, 1))))
+            session.add(
+                Answer(
+                    checkin_id=checkin.id,
+                    patient_id=patient.id,
+                    measure=measure,
+                    value=value,
+                    status="answered",
+                    raw_text=str(value),
+                    recorded_at=due + timedelta(minutes=5),
+                )
+            )
+
+
+def _start_scheduler_thread(ctx: Context) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    clock = BackgroundScheduler(timezone="UTC")
+    clock.add_job(
+        scheduler.tick,
+        IntervalTrigger(seconds=ctx.settings.scheduler_tick_seconds),
+        args=[ctx],
+        max_instances=1,
+        coalesce=True,
+    )
+    clock.start()
+
+
+def _print_banner(host: str, port: int, seeded: bool) -> None:
+    alice = DEMO_PATIENTS[0].phone
+    env = "CHECKIN_DEMO=1"
+    click.echo(f"""
+checkin demo {"(seeded demo data)" if seeded else "(existing demo data)"}
+  web:      http://{host}:{port}/  (health: http://{host}:{port}/healthz)
+  texts are printed here instead of being sent.
+
+In another terminal, from this folder:
+  start a check-in:   {env} .venv/bin/checkin send-now --phone {alice} --flow daily_symptoms
+  play the patient:   {env} .venv/bin/checkin text --phone {alice} "7"
+  try a keyword:      {env} .venv/bin/checkin text --phone {alice} "HELP"
+  export answers:     {env} .venv/bin/checkin export observations --format csv
+On-call clinician (alerts are printed as texts to {DEMO_CLINICIAN_PHONE}): bob@example.org
+""")

@@ -1,0 +1,31 @@
+"""Flows: each module declares one flow as data; `engine` runs them; `parsing` reads replies.
+
+Flows are versioned: a run stores the version it started with, and old versions stay in VERSIONS
+so editing a flow never breaks a conversation already in progress.
+"""
+
+from __future__ import annotations
+
+from checkin.flows import daily_symptoms
+from checkin.flows.engine import Flow
+
+_MODULES = {"daily_symptoms": daily_symptoms}
+FLOW_NAMES = tuple(_MODULES)
+
+
+class UnknownFlow(ValueError):
+    pass
+
+
+def current(name: str) -> Flow:
+    module = _MODULES.get(name)
+    if module is None:
+        raise UnknownFlow(f"unknown flow {name!r} (known: {', '.join(FLOW_NAMES)})")
+    flow: Flow = module.CURRENT
+    return flow
+
+
+def version(name: str, number: int) -> Flow:
+    current(name)  # raises UnknownFlow
+    flow: Flow = _MODULES[name].VERSIONS[number]
+    return flow

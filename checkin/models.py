@@ -1,0 +1,290 @@
+"""The data model. Conversation state lives here (CheckIn), never in a cookie.
+
+Status columns hold readable strings; the allowed values are listed next to each column and
+enforced by CHECK constraints so a typo cannot land in the database.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from checkin.clock import system_clock
+from checkin.db import Base, UTCDateTime
+
+PATIENT_STATUSES = ("active", "paused", "opted_out", "number_invalid")
+STAFF_ROLES = ("admin", "clinician")
+CHECKIN_STATUSES = (
+    "pending",  # planned, waiting for due_at
+    "sending",  # claimed by a scheduler worker (lease_until bounds the claim)
+    "open",  # first question sent, waiting for replies
+    "completed",
+    "expired",  # window ended with questions unanswered
+    "skipped",  # not sent: patient inactive, or a duplicate of an open check-in
+    "missed",  # the scheduler was down past the day's window
+    "interrupted",  # a crisis paused the scripted questions
+    "failed",  # the first text could not be delivered
+)
+ANSWER_STATUSES = ("answered", "skipped", "missing")
+MESSAGE_DIRECTIONS = ("inbound", "outbound")
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+ALERT_SEVERITIES = ("urgent", "high", "routine")
+CONSENT_KINDS = ("consent_given", "opted_out", "opted_in")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _now() -> datetime:
+    return system_clock()
+
+
+class Program(Base):
+    """A clinic. Every patient and staff member belongs to exactly one."""
+
+    __tablename__ = "programs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    support_contact: Mapped[str] = mapped_column(String(120))
+    # CLINICAL.md "Quiet hours": 08:00-21:00 local (TCPA 47 CFR 64.1200(c)(1)); narrower only.
+    quiet_end: Mapped[time] = mapped_column(Time, default=time(8, 0))
+    quiet_start: Mapped[time] = mapped_column(Time, default=time(21, 0))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    __table_args__ = (
+        CheckConstraint(_in("status", PATIENT_STATUSES), name="status"),
+        CheckConstraint(_in("language", ("en", "es")), name="language"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))  # IANA
+    language: Mapped[str] = mapped_column(String(2), default="en")
+    status: Mapped[str] = mapped_column(String(20), default="active", index=True)
+    paused_until: Mapped[date | None] = mapped_column(Date)
+    consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+    program: Mapped[Program] = relationship()
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+    __table_args__ = (CheckConstraint(_in("role", STAFF_ROLES), name="role"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    on_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+class Schedule(Base):
+    """Ask `flow` at `local_time` on `days` in each patient's own zone.
+
+    patient_id NULL means the program default for every enrolled patient; a patient's own
+    schedule for the same flow overrides it.
+    """
+
+    __tablename__ = "schedules"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    flow: Mapped[str] = mapped_column(String(40))
+    local_time: Mapped[time] = mapped_column(Time)
+    days: Mapped[str] = mapped_column(String(40), default="mon,tue,wed,thu,fri,sat,sun")
+    start_date: Mapped[date | None] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+class TreatmentEvent(Base):
+    __tablename__ = "treatment_events"
+    __table_args__ = (UniqueConstraint("patient_id", "kind", "occurred_on"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="infusion")
+    occurred_on: Mapped[date] = mapped_column(Date)
+    recorded_by: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+class CheckIn(Base):
+    """One patient's run through one flow: the conversation state, in the database."""
+
+    __tablename__ = "checkins"
+    __table_args__ = (
+        CheckConstraint(_in("status", CHECKIN_STATUSES), name="status"),
+        Index("ix_checkins_status_due_at", "status", "due_at"),
+        Index("ix_checkins_patient_id_status", "patient_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id"))
+    flow: Mapped[str] = mapped_column(String(40))
+    flow_version: Mapped[int] = mapped_column(Integer, default=1)
+    # patient + flow + local date + slot: the unique key that makes planning idempotent.
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    local_date: Mapped[date] = mapped_column(Date)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+    patient: Mapped[Patient] = relationship()
+
+
+class Answer(Base):
+    """One measure from one check-in. A question never answered is 'missing', never 0."""
+
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("checkin_id", "measure"),
+        CheckConstraint(_in("status", ANSWER_STATUSES), name="status"),
+        CheckConstraint("(status = 'answered') = (value IS NOT NULL)", name="value_iff_answered"),
+        Index("ix_answers_patient_id_measure_recorded_at", "patient_id", "measure", "recorded_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkin_id: Mapped[int] = mapped_column(ForeignKey("checkins.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    measure: Mapped[str] = mapped_column(String(40))
+    value: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="answered")
+    raw_text: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Message(Base):
+    """Every SMS in or out. Outbound rows are saved before the send and updated after it."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint(_in("direction", MESSAGE_DIRECTIONS), name="direction"),
+        Index("ix_messages_status_send_after", "status", "send_after"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    direction: Mapped[str] = mapped_column(String(10))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"))
+    to_number: Mapped[str] = mapped_column(String(20))
+    from_number: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    # welcome, checkin, reply, keyword, crisis, alert, unknown_sender, patient (inbound)
+    purpose: Mapped[str] = mapped_column(String(20))
+    # Outbound: scheduled, queued, sending, sent, delivered, undelivered, failed, read, twiml;
+    # inbound: received. Twilio's own words where Twilio reports them.
+    status: Mapped[str] = mapped_column(String(20))
+    twilio_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    send_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(_in("status", ALERT_STATUSES), name="status"),
+        CheckConstraint(_in("severity", ALERT_SEVERITIES), name="severity"),
+        # At most one open (unresolved) alert per patient and kind: new evidence is appended.
+        Index(
+            "uq_alerts_patient_id_kind_unresolved",
+            "patient_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(12), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    severity: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+
+    patient: Mapped[Patient] = relationship()
+
+
+class AlertNotification(Base):
+    __tablename__ = "alert_notifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    channel: Mapped[str] = mapped_column(String(10))  # sms, email
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConsentEvent(Base):
+    """Append-only history of consent: given at enrolment, withdrawn (STOP), given again."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (CheckConstraint(_in("kind", CONSENT_KINDS), name="kind"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    # staff_enrolment, csv_import, sms_keyword, twilio_opt_out_type, twilio_error_21610
+    source: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(254))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """Append-only log of changes people and the system made (HIPAA, CLINICAL.md)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str | None] = mapped_column(String(80))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,251 @@
+"""Outbound SMS: save the row first, send, then record the SID or the error.
+
+A Message row is the unit of work. `queue` writes it (status 'pending'); `deliver` claims it
+('claimed') with a conditional UPDATE, sends it through the transport outside any transaction,
+and records the SID and Twilio's status ('queued', 'sent', 'delivered'...). Our own two words,
+'pending' and 'claimed', never collide with Twilio's. Transient failures go back to 'pending'
+with a backoff; permanent ones end as 'failed' and have consequences (21610 opts the patient
+out; 21211/21614 flag the number).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from checkin import consent
+from checkin.context import Context
+from checkin.models import CheckIn, Message, Patient, Program
+from checkin.quiet import next_allowed
+from checkin.transports import TransportError
+
+# Texts that quiet hours hold back. Replies, keyword answers, crisis replies and staff alerts
+# are exempt (CLINICAL.md: replies to the patient's own message and crisis replies).
+QUIET_HOURS_APPLY_TO = frozenset({"checkin", "welcome", "reminder"})
+# After this many attempts a transiently failing send is given up and marked failed.
+MAX_ATTEMPTS = 5
+# A claim older than this belongs to a worker that died mid-send; another may take it over.
+# The cost is at most one duplicate text per crash (the send may have reached Twilio).
+SEND_LEASE = timedelta(minutes=5)
+INVALID_NUMBER_CODES = frozenset({21211, 21614})
+OPTED_OUT_CODE = 21610
+
+
+def queue(
+    session: Session,
+    *,
+    to: str,
+    from_number: str,
+    body: str,
+    purpose: str,
+    now: datetime,
+    patient_id: int | None = None,
+    staff_id: int | None = None,
+    checkin_id: int | None = None,
+    send_after: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Message:
+    message = Message(
+        direction="outbound",
+        to_number=to,
+        from_number=from_number,
+        body=body,
+        purpose=purpose,
+        status="pending",
+        patient_id=patient_id,
+        staff_id=staff_id,
+        checkin_id=checkin_id,
+        send_after=send_after,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        attempts=0,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def deliver(ctx: Context, message_id: int) -> str:
+    """Send one pending message now if it is still pending and allowed; return its status."""
+    with ctx.db.session() as session:
+        now = ctx.clock()
+        if not _claim(session, message_id, now):
+            return "taken"
+        message = session.get_one(Message, message_id)
+        held = _hold_reason(session, message, now)
+        if held is not None:
+            return held
+        to, body = message.to_number, message.body
+    try:
+        # The row's id rides on the callback URL, so a callback that beats us to recording
+        # the SID still finds its message.
+        callback = f"{ctx.status_callback_url}?message={message_id}"
+        result = ctx.sms.send_sms(to, body, status_callback=callback)
+    except TransportError as exc:
+        return _record_failure(ctx, message_id, exc)
+    with ctx.db.session() as session:
+        message = session.get_one(Message, message_id)
+        message.twilio_sid = message.twilio_sid or result.sid
+        message.sent_at = ctx.clock()
+        if message.status == "claimed":  # else a status callback already moved it on
+            message.status, message.status_updated_at = result.status, message.sent_at
+        return message.status
+
+
+def deliver_due(ctx: Context, limit: int = 200) -> int:
+    """Claim and send pending messages whose time has come; returns how many were tried."""
+    now = ctx.clock()
+    stmt = (
+        select(Message.id)
+        .where(
+            or_(
+                (Message.status == "pending")
+                & or_(Message.send_after.is_(None), Message.send_after <= now),
+                (Message.status == "claimed") & (Message.send_after < now),  # expired lease
+            )
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    with ctx.db.session() as session:
+        if ctx.db.is_postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(session.scalars(stmt))
+        # Stale claims go back to 'pending' so `deliver` can take them like any other.
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(ids), Message.status == "claimed")
+            .values(status="pending")
+        )
+    for message_id in ids:
+        deliver(ctx, message_id)
+    return len(ids)
+
+
+def _claim(session: Session, message_id: int, now: datetime) -> bool:
+    # The conditional UPDATE is the lock: only one worker sees rowcount 1.
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == "pending")
+        .values(status="claimed", attempts=Message.attempts + 1, send_after=now + SEND_LEASE)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _hold_reason(session: Session, message: Message, now: datetime) -> str | None:
+    """Why the message must not go now ('suppressed' / 'deferred'), or None to send it."""
+    if message.patient_id is None:
+        return None
+    patient = session.get_one(Patient, message.patient_id)
+    if patient.status in ("opted_out", "number_invalid"):
+        message.status = "suppressed"
+        message.error_message = f"patient {patient.status.replace('_', ' ')}"
+        _fail_checkin(session, message)
+        return "suppressed"
+    if message.purpose in QUIET_HOURS_APPLY_TO:
+        program = session.get_one(Program, patient.program_id)
+        zone = ZoneInfo(patient.timezone)
+        allowed = next_allowed(now, zone, program.quiet_start, program.quiet_end)
+        if allowed > now:
+            message.status, message.send_after = "pending", allowed
+            message.attempts -= 1
+            return "deferred"
+    return None
+
+
+def _record_failure(ctx: Context, message_id: int, exc: TransportError) -> str:
+    with ctx.db.session() as session:
+        now = ctx.clock()
+        message = session.get_one(Message, message_id)
+        message.error_code, message.error_message = exc.code, exc.message
+        message.status_updated_at = now
+        if not exc.permanent and message.attempts < MAX_ATTEMPTS:
+            message.status = "pending"
+            message.send_after = now + _backoff(message.attempts)
+            return "retrying"
+        message.status = "failed"
+        _fail_checkin(session, message)
+        if message.patient_id is not None:
+            _apply_permanent_error(session, message.patient_id, exc.code, now)
+        return "failed"
+
+
+def _backoff(attempts: int) -> timedelta:
+    # 30 s, 1 min, 2 min, 4 min... with jitter so a burst of 429s does not retry in lockstep.
+    base = 30 * 2 ** max(attempts - 1, 0)
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+def _apply_permanent_error(
+    session: Session, patient_id: int, code: int | None, now: datetime
+) -> None:
+    patient = session.get_one(Patient, patient_id)
+    if code == OPTED_OUT_CODE and patient.status != "opted_out":
+        consent.opt_out(session, patient, now, source="twilio_error_21610", actor="twilio")
+    elif code in INVALID_NUMBER_CODES and patient.status != "number_invalid":
+        patient.status = "number_invalid"
+        from checkin import audit
+
+        audit.record(
+            session,
+            now,
+            "twilio",
+            "patient.number_invalid",
+            f"patient:{patient.id}",
+            error_code=code,
+        )
+
+
+def _fail_checkin(session: Session, message: Message) -> None:
+    if message.checkin_id is None or message.purpose != "checkin":
+        return
+    checkin = session.get_one(CheckIn, message.checkin_id)
+    if checkin.status == "open" and checkin.state.get("step", 0) == 0:
+        checkin.status = "failed"
+
+
+def record_status(
+    session: Session,
+    sid: str,
+    status: str,
+    error_code: int | None,
+    now: datetime,
+    message_id: int | None = None,
+) -> bool:
+    """Apply a Twilio status callback; never move a message backwards. True if it changed."""
+    message = session.scalar(select(Message).where(Message.twilio_sid == sid))
+    if message is None and message_id is not None:
+        candidate = session.get(Message, message_id)
+        if candidate is not None and candidate.twilio_sid in (None, sid):
+            message = candidate
+            message.twilio_sid = sid
+    if message is None:
+        return False
+    if STATUS_RANK.get(status, -1) <= STATUS_RANK.get(message.status, -1):
+        return False
+    message.status, message.status_updated_at = status, now
+    if error_code is not None:
+        message.error_code = error_code
+    if status in ("undelivered", "failed") and message.patient_id is not None:
+        _apply_permanent_error(session, message.patient_id, error_code, now)
+    return True
+
+
+# Twilio's message lifecycle; a late 'sent' never overwrites 'delivered'.
+STATUS_RANK = {
+    "pending": -1,
+    "claimed": -1,
+    "queued": 0,
+    "accepted": 0,
+    "scheduled": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "undelivered": 3,
+    "failed": 3,
+    "read": 4,
+}

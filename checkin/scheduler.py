@@ -1,0 +1,300 @@
+"""The scheduler worker: APScheduler is only a clock; the database is the schedule.
+
+Each tick (1) plans due CheckIn rows from schedules, idempotently (a unique key per patient,
+flow, local date and slot); (2) claims due rows and sends their first question; (3) sends
+pending outbound messages (retries, deferred welcomes); (4) closes check-ins whose day ended.
+Claims are conditional UPDATEs tagged with this tick's token, plus SELECT ... FOR UPDATE SKIP
+LOCKED on PostgreSQL, so any number of workers on one PostgreSQL never double-send. SQLite runs
+one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from types import FrameType
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from checkin import alerts, flows, outbox, schedules
+from checkin.catalog import render
+from checkin.context import Context
+from checkin.conversations import expire
+from checkin.flows import engine
+from checkin.models import CheckIn, Patient, Program, Schedule
+from checkin.patients import is_paused
+from checkin.quiet import next_allowed
+
+log = logging.getLogger(__name__)
+
+# How far ahead a tick plans rows; anything due sooner than this is in the table already.
+PLAN_AHEAD = timedelta(minutes=10)
+# A worker that claimed a check-in and died is presumed gone after this; another takes over.
+CLAIM_LEASE = timedelta(minutes=5)
+# When a different flow is still open for the patient, try this one again after this long.
+REQUEUE_DELAY = timedelta(minutes=15)
+BATCH = 500
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def tick(ctx: Context) -> dict[str, int]:
+    """One pass of all the scheduler's work; each step is safe to run in several workers."""
+    counts = {}
+    for name, step in (
+        ("planned", plan),
+        ("dispatched", dispatch),
+        ("delivered", outbox.deliver_due),
+        ("closed", close_expired),
+    ):
+        try:
+            counts[name] = step(ctx)
+        except Exception:  # one failing step must not stop the others or the clock
+            log.exception("scheduler step %s failed", name)
+            counts[name] = -1
+    return counts
+
+
+def plan(ctx: Context) -> int:
+    """Insert the CheckIn rows that fall due from the start of each patient's day to soon."""
+    now = ctx.clock()
+    rows = []
+    with ctx.db.session() as session:
+        defaults = _program_schedules(session)
+        own = _patient_schedules(session)
+        for patient in session.scalars(
+            select(Patient).where(Patient.status.in_(("active", "paused")))
+        ):
+            zone = ZoneInfo(patient.timezone)
+            _end_finished_pause(patient, now.astimezone(zone).date())
+            plan_for = schedules.effective(
+                own.get(patient.id, []), defaults.get(patient.program_id, [])
+            )
+            for schedule in plan_for:
+                rows += _rows_for(patient, schedule, zone, now)
+        if rows:
+            _insert_ignoring_duplicates(session, rows)
+    return len(rows)
+
+
+def _rows_for(
+    patient: Patient, schedule: Schedule, zone: ZoneInfo, now: datetime
+) -> list[dict[str, object]]:
+    day_start = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
+    # Catch-up policy: a slot missed earlier today (scheduler down) is still sent today; slots
+    # before the patient enrolled or the schedule existed are not.
+    start = max(day_start, patient.enrolled_at, schedule.created_at)
+    flow = flows.current(schedule.flow)
+    rows = []
+    for due in schedules.occurrences(schedule, zone, start, now + PLAN_AHEAD):
+        local = due.astimezone(zone)
+        rows.append(
+            {
+                "patient_id": patient.id,
+                "schedule_id": schedule.id,
+                "flow": flow.name,
+                "flow_version": flow.version,
+                "local_date": local.date(),
+                "due_at": due,
+                "expires_at": schedules.end_of_local_day(due, zone),
+                "status": "pending",
+                "state": {},
+                "created_at": now,
+                "idempotency_key": f"{patient.id}:{flow.name}:{local.date()}:{local:%H:%M}",
+            }
+        )
+    return rows
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(CheckIn).values(rows)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]))
+
+
+def _program_schedules(session: Session) -> dict[int, list[Schedule]]:
+    grouped: dict[int, list[Schedule]] = {}
+    for s in session.scalars(select(Schedule).where(Schedule.patient_id.is_(None))):
+        grouped.setdefault(s.program_id, []).append(s)
+    return grouped
+
+
+def _patient_schedules(session: Session) -> dict[int, list[Schedule]]:
+    grouped: dict[int, list[Schedule]] = {}
+    for s in session.scalars(select(Schedule).where(Schedule.patient_id.is_not(None))):
+        assert s.patient_id is not None
+        grouped.setdefault(s.patient_id, []).append(s)
+    return grouped
+
+
+def _end_finished_pause(patient: Patient, local_today: date) -> None:
+    if patient.status == "paused" and not is_paused(patient, local_today):
+        patient.status, patient.paused_until = "active", None
+
+
+def dispatch(ctx: Context, limit: int = BATCH) -> int:
+    """Claim due check-ins and start them; returns how many this worker claimed."""
+    now = ctx.clock()
+    token = f"{worker_name()}:{uuid.uuid4().hex[:8]}"
+    due = or_(
+        and_(CheckIn.status == "pending", CheckIn.due_at <= now),
+        and_(CheckIn.status == "sending", CheckIn.lease_until < now),  # a dead worker's claim
+    )
+    with ctx.db.session() as session:
+        pick = select(CheckIn.id).where(due).order_by(CheckIn.due_at).limit(limit)
+        if ctx.db.is_postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        ids = list(session.scalars(pick))
+        if not ids:
+            return 0
+        # The conditional UPDATE is the safety net: a row another worker took no longer matches.
+        session.execute(
+            update(CheckIn)
+            .where(CheckIn.id.in_(ids), due)
+            .values(status="sending", claimed_by=token, lease_until=now + CLAIM_LEASE)
+        )
+        claimed = list(
+            session.scalars(
+                select(CheckIn.id).where(
+                    CheckIn.id.in_(ids), CheckIn.claimed_by == token, CheckIn.status == "sending"
+                )
+            )
+        )
+    for checkin_id in claimed:
+        try:
+            start_checkin(ctx, checkin_id, token)
+        except Exception:
+            log.exception("starting check-in %s failed; its lease will expire", checkin_id)
+    return len(claimed)
+
+
+def start_checkin(ctx: Context, checkin_id: int, token: str) -> str:
+    """Send a claimed check-in's first question, or settle why it is not sent."""
+    with ctx.db.session() as session:
+        now = ctx.clock()
+        checkin = session.get_one(CheckIn, checkin_id)
+        if checkin.status != "sending" or checkin.claimed_by != token:
+            return "taken"
+        verdict = _verdict(session, checkin, now)
+        if verdict != "send":
+            return verdict
+        flow = flows.version(checkin.flow, checkin.flow_version)
+        outcome = engine.start(flow)
+        patient = checkin.patient
+        body = " ".join(render(t.key, patient.language, t.params) for t in outcome.texts)
+        message = outbox.queue(
+            session,
+            to=patient.phone,
+            from_number=ctx.settings.sender,
+            body=body,
+            purpose="checkin",
+            patient_id=patient.id,
+            checkin_id=checkin.id,
+            now=now,
+            idempotency_key=f"checkin:{checkin.id}:start",
+        )
+        checkin.status, checkin.state, checkin.sent_at = "open", outcome.state.to_dict(), now
+        checkin.lease_until = None
+    return outbox.deliver(ctx, message.id)
+
+
+def _verdict(session: Session, checkin: CheckIn, now: datetime) -> str:
+    """'send', or the status the check-in was settled with instead."""
+    patient = checkin.patient
+    zone = ZoneInfo(patient.timezone)
+    if now >= checkin.expires_at:
+        return _settle(checkin, "missed", "the day's window ended before it could be sent")
+    if patient.status in ("opted_out", "number_invalid"):
+        return _settle(checkin, "skipped", f"patient {patient.status.replace('_', ' ')}")
+    if is_paused(patient, now.astimezone(zone).date()):
+        return _settle(checkin, "skipped", "patient paused")
+    if alerts.has_open_crisis(session, patient.id):
+        return _settle(checkin, "skipped", "crisis alert open: scripted questions paused")
+    for other in session.scalars(
+        select(CheckIn).where(CheckIn.patient_id == patient.id, CheckIn.status == "open")
+    ):
+        if other.expires_at <= now:
+            expire(session, other, now)
+        elif other.flow == checkin.flow:
+            return _settle(checkin, "skipped", f"check-in {other.id} of this flow still open")
+        else:
+            return _requeue(checkin, now + REQUEUE_DELAY, f"check-in {other.id} still open")
+    program = session.get_one(Program, patient.program_id)
+    allowed = next_allowed(now, zone, program.quiet_start, program.quiet_end)
+    if allowed > now:
+        if allowed >= checkin.expires_at:
+            return _settle(checkin, "missed", "only quiet hours were left in its window")
+        return _requeue(checkin, allowed, "quiet hours")
+    return "send"
+
+
+def _settle(checkin: CheckIn, status: str, reason: str) -> str:
+    checkin.status, checkin.lease_until = status, None
+    checkin.state = {**checkin.state, "reason": reason}
+    return status
+
+
+def _requeue(checkin: CheckIn, at: datetime, reason: str) -> str:
+    checkin.status, checkin.due_at, checkin.lease_until = "pending", at, None
+    checkin.state = {**checkin.state, "deferred": reason}
+    return "deferred"
+
+
+def close_expired(ctx: Context) -> int:
+    """End check-ins whose window passed: open ones expire, never-sent ones are missed."""
+    now = ctx.clock()
+    with ctx.db.session() as session:
+        stale = list(
+            session.scalars(
+                select(CheckIn)
+                .where(
+                    CheckIn.status.in_(("open", "pending")),
+                    CheckIn.expires_at <= now,
+                )
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for checkin in stale:
+            if checkin.status == "open":
+                expire(session, checkin, now)
+            else:
+                _settle(checkin, "missed", "the day's window ended before it could be sent")
+    return len(stale)
+
+
+def run(ctx: Context) -> None:
+    """Block, ticking every CHECKIN_SCHEDULER_TICK_SECONDS, until SIGTERM or Ctrl-C."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    clock = BlockingScheduler(timezone="UTC")
+    clock.add_job(
+        tick,
+        IntervalTrigger(seconds=ctx.settings.scheduler_tick_seconds),
+        args=[ctx],
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+        misfire_grace_time=None,
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        clock.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("scheduler %s ticking every %ss", worker_name(), ctx.settings.scheduler_tick_seconds)
+    try:
+        clock.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass

@@ -1,0 +1,166 @@
+"""Schedules as data, and the local-time arithmetic that turns them into due instants.
+
+APScheduler's CronTrigger does the calendar math in each patient's own zone (STYLE.md: do not
+hand-roll it). Pure helpers first; the few functions that touch the database come last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from checkin import audit, flows
+from checkin.models import Patient, Program, Schedule
+from checkin.quiet import check_schedule_time, next_allowed
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ScheduleError(ValueError):
+    """A one-line reason a schedule cannot be accepted."""
+
+
+def parse_time(text: str) -> time:
+    try:
+        return datetime.strptime(text.strip(), "%H:%M").time()
+    except ValueError:
+        raise ScheduleError(f"time must be HH:MM (24-hour), got {text!r}") from None
+
+
+def parse_days(text: str | None) -> str:
+    if not text:
+        return ",".join(DAY_NAMES)
+    days = [d.strip().lower()[:3] for d in text.split(",") if d.strip()]
+    bad = [d for d in days if d not in DAY_NAMES]
+    if bad or not days:
+        raise ScheduleError(f"days must be a comma list of {','.join(DAY_NAMES)}, got {text!r}")
+    return ",".join(d for d in DAY_NAMES if d in days)
+
+
+def occurrences(
+    schedule: Schedule, zone: ZoneInfo, start: datetime, end: datetime
+) -> list[datetime]:
+    """The instants in [start, end) at which `schedule` fires in `zone`, in UTC."""
+    trigger = CronTrigger(
+        day_of_week=schedule.days,
+        hour=schedule.local_time.hour,
+        minute=schedule.local_time.minute,
+        timezone=zone,
+    )
+    found: list[datetime] = []
+    previous: datetime | None = None
+    cursor = start.astimezone(zone)
+    while True:
+        fire = trigger.get_next_fire_time(previous, cursor)
+        if fire is None or fire >= end:
+            return found
+        if schedule.start_date and fire.date() < schedule.start_date:
+            pass
+        elif schedule.end_date and fire.date() > schedule.end_date:
+            return found
+        else:
+            found.append(fire.astimezone(ZoneInfo("UTC")))
+        previous, cursor = fire, fire + timedelta(seconds=1)
+
+
+def end_of_local_day(at: datetime, zone: ZoneInfo) -> datetime:
+    """The patient's next local midnight after `at`: when a day's check-in window closes."""
+    local_day = at.astimezone(zone).date()
+    return datetime.combine(local_day + timedelta(days=1), time(0), tzinfo=zone).astimezone(
+        ZoneInfo("UTC")
+    )
+
+
+def effective(
+    patient_schedules: Iterable[Schedule], program_schedules: Iterable[Schedule]
+) -> list[Schedule]:
+    """A patient's own schedule for a flow replaces the program default for that flow."""
+    own = [s for s in patient_schedules if s.active]
+    own_flows = {s.flow for s in own}
+    return own + [s for s in program_schedules if s.active and s.flow not in own_flows]
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    flow: str
+    local_time: datetime
+    utc_time: datetime
+
+
+def preview(
+    patient: Patient, program: Program, schedules: list[Schedule], start: datetime, days: int
+) -> list[PlannedSend]:
+    """The sends to come in [start, start + days): zone, DST, quiet hours and pause applied."""
+    zone = ZoneInfo(patient.timezone)
+    if patient.status in ("opted_out", "number_invalid"):
+        return []
+    sends = []
+    for schedule in schedules:
+        for due in occurrences(schedule, zone, start, start + timedelta(days=days)):
+            local_day = due.astimezone(zone).date()
+            if patient.paused_until is not None and local_day <= patient.paused_until:
+                continue
+            at = next_allowed(due, zone, program.quiet_start, program.quiet_end)
+            if at < end_of_local_day(due, zone):
+                sends.append(PlannedSend(schedule.flow, at.astimezone(zone), at))
+    return sorted(sends, key=lambda s: s.utc_time)
+
+
+def add(
+    session: Session,
+    program: Program,
+    *,
+    flow: str,
+    local_time: time,
+    days: str,
+    patient: Patient | None,
+    now: datetime,
+    actor: str,
+    start_date: date | None = None,
+) -> Schedule:
+    try:
+        flows.current(flow)
+    except flows.UnknownFlow as exc:
+        raise ScheduleError(str(exc)) from None
+    reason = check_schedule_time(local_time, program.quiet_start, program.quiet_end)
+    if reason:
+        raise ScheduleError(reason)
+    schedule = Schedule(
+        program_id=program.id,
+        patient_id=patient.id if patient else None,
+        flow=flow,
+        local_time=local_time,
+        days=days,
+        start_date=start_date,
+        created_at=now,
+    )
+    session.add(schedule)
+    session.flush()
+    audit.record(
+        session,
+        now,
+        actor,
+        "schedule.add",
+        f"schedule:{schedule.id}",
+        flow=flow,
+        time=f"{local_time:%H:%M}",
+        days=days,
+        patient=patient.id if patient else None,
+    )
+    return schedule
+
+
+def for_patient(session: Session, patient: Patient) -> list[Schedule]:
+    own = session.scalars(select(Schedule).where(Schedule.patient_id == patient.id))
+    default = session.scalars(
+        select(Schedule).where(
+            Schedule.program_id == patient.program_id, Schedule.patient_id.is_(None)
+        )
+    )
+    return effective(own, default)

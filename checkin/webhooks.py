@@ -1,0 +1,89 @@
+"""Twilio's two doors: inbound texts and delivery status callbacks.
+
+Thin by design: verify the signature, hand off, render TwiML. A request whose X-Twilio-Signature
+does not match CHECKIN_PUBLIC_URL + path is refused with 403 and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, abort, current_app, request
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from checkin import outbox
+from checkin.context import Context
+from checkin.conversations import Inbound, handle_inbound
+
+bp = Blueprint("webhooks", __name__, url_prefix="/twilio")
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def context() -> Context:
+    ctx: Context = current_app.extensions["checkin"]
+    return ctx
+
+
+def signed_by_twilio(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = context()
+        token = ctx.settings.webhook_auth_token
+        query = request.query_string.decode()
+        url = ctx.settings.public_url + request.path + (f"?{query}" if query else "")
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not token or not RequestValidator(token).validate(url, request.form, signature):
+            log.warning("rejected unsigned or mis-signed request to %s", request.path)
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@bp.post("/sms")
+@signed_by_twilio
+def inbound_sms() -> Response:
+    form = request.form
+    sid = form.get("MessageSid") or form.get("SmsMessageSid") or ""
+    sender = form.get("From", "")
+    if not sid or not sender:
+        abort(400, "MessageSid and From are required")
+    ctx = context()
+    handled = handle_inbound(
+        ctx,
+        Inbound(
+            sid=sid,
+            from_number=sender,
+            to_number=form.get("To", ctx.settings.sender),
+            body=form.get("Body", ""),
+            opt_out_type=form.get("OptOutType") or None,
+        ),
+    )
+    for message_id in handled.pages:
+        outbox.deliver(ctx, message_id)
+    twiml = MessagingResponse()
+    for body in handled.replies:
+        twiml.message(body)
+    return Response(str(twiml), mimetype="text/xml")
+
+
+@bp.post("/status")
+@signed_by_twilio
+def status_callback() -> Response:
+    form = request.form
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
+    code = form.get("ErrorCode")
+    message_id = request.args.get("message", type=int)
+    ctx = context()
+    if sid and status:
+        with ctx.db.session() as session:
+            error = int(code) if code and code.isdigit() else None
+            outbox.record_status(session, sid, status, error, ctx.clock(), message_id)
+    # Always 200: a non-2xx makes Twilio retry a callback we can do nothing more with.
+    return Response("", status=200)
