@@ -162,7 +162,7 @@ def _database_url(env: Mapping[str, str]) -> str:
         raise ConfigError("CHECKIN_DATABASE_URL", f"not a database URL: {value!r}") from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError("CHECKIN_DATABASE_URL", "only sqlite and postgresql are supported")
-    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+    if url.drivername == "postgresql":
         # psycopg 3 is the driver we ship; a bare postgresql:// would look for psycopg2.
         url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)

@@ -23,10 +23,22 @@ from checkin.models import Answer, CheckIn, Patient
 from checkin.patients import NewPatient, enrol
 from checkin.staff import add as add_staff
 
-DEMO_PATIENTS = (
-    NewPatient("+16175550101", "Alice Demo", "America/New_York", "en"),
-    NewPatient("+13105550102", "Beatriz Demo", "America/Los_Angeles", "es"),
-    NewPatient("+13125550103", "Chris Demo", "America/Chicago", "en"),
+DEMO_PHONES = ("+16175550101", "+13105550102", "+13125550103")
+DEMO_NAMES = (("Alice Demo", "en"), ("Beatriz Demo", "es"), ("Chris Demo", "en"))
+# Demo patients live where it is daytime when the demo is first seeded, so the loop can be
+# tried at any hour without meeting quiet hours (which are never relaxed, not even here).
+DEMO_ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "Pacific/Honolulu",
+    "Pacific/Auckland",
+    "Australia/Sydney",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Europe/Berlin",
+    "Europe/London",
+    "America/Sao_Paulo",
 )
 DEMO_CLINICIAN_PHONE = "+16175550199"
 DEMO_TICK_SECONDS = "5"
@@ -82,7 +94,7 @@ def seed(ctx: Context) -> bool:
             now=now,
             actor="demo",
         )
-        for new in DEMO_PATIENTS:
+        for new in demo_patients(now):
             patient = enrol(
                 session,
                 new,
@@ -93,6 +105,17 @@ def seed(ctx: Context) -> bool:
             )
             _history(session, patient, now)
     return True
+
+
+def demo_patients(now: datetime) -> list[NewPatient]:
+    def daytime(zone: str) -> bool:
+        return 10 <= now.astimezone(ZoneInfo(zone)).hour < 18
+
+    zones = [z for z in DEMO_ZONES if daytime(z)] or list(DEMO_ZONES)
+    return [
+        NewPatient(phone, name, zones[i % len(zones)], language)
+        for i, (phone, (name, language)) in enumerate(zip(DEMO_PHONES, DEMO_NAMES, strict=True))
+    ]
 
 
 def _history(session: Session, patient: Patient, now: datetime) -> None:
@@ -149,7 +172,7 @@ def _start_scheduler_thread(ctx: Context) -> None:
 
 
 def _print_banner(host: str, port: int, seeded: bool) -> None:
-    alice = DEMO_PATIENTS[0].phone
+    alice = DEMO_PHONES[0]
     env = "CHECKIN_DEMO=1"
     click.echo(f"""
 checkin demo {"(seeded demo data)" if seeded else "(existing demo data)"}

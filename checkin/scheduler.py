@@ -231,9 +231,13 @@ def _verdict(session: Session, checkin: CheckIn, now: datetime) -> str:
     program = session.get_one(Program, patient.program_id)
     allowed = next_allowed(now, zone, program.quiet_start, program.quiet_end)
     if allowed > now:
+        quiet = (
+            f"{now.astimezone(zone):%H:%M} in {patient.timezone} is inside quiet hours "
+            f"({program.quiet_start:%H:%M}-{program.quiet_end:%H:%M})"
+        )
         if allowed >= checkin.expires_at:
-            return _settle(checkin, "missed", "only quiet hours were left in its window")
-        return _requeue(checkin, allowed, "quiet hours")
+            return _settle(checkin, "missed", f"{quiet} until the day's window closed")
+        return _requeue(checkin, allowed, quiet)
     return "send"
 
 
