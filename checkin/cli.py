@@ -62,6 +62,8 @@ def cli() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic announces every plugin it loads at INFO; only its migration lines matter here.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 # --- database ---------------------------------------------------------------------------

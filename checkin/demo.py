@@ -52,10 +52,6 @@ def run_demo(host: str, port: int) -> None:
     os.environ.setdefault("CHECKIN_PROGRAM_NAME", "Neuro Care Team")
     os.environ.setdefault("CHECKIN_SUPPORT_CONTACT", "617-555-0100")
     settings = load_settings()
-    if settings.database_url.startswith("sqlite:///"):
-        os.makedirs(
-            os.path.dirname(settings.database_url.removeprefix("sqlite:///")), exist_ok=True
-        )
     upgrade(settings.database_url)
     ctx = make_context(settings)
     seeded = seed(ctx)
