@@ -32,7 +32,8 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     @app.get("/healthz")
     def healthz() -> tuple[dict[str, str], int]:
         try:
-            with ctx.db.engine.connect() as conn:
+            # The app's context as it is now (like the webhooks), not as it was at creation.
+            with app.extensions["checkin"].db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
             return {"status": "error", "database": type(exc).__name__}, 503

@@ -46,7 +46,10 @@ def friendly_errors(command: F) -> F:
 
 
 def _context() -> Context:
-    return make_context(load_settings())
+    ctx = make_context(load_settings())
+    # Release the pool when the command ends (in-process callers and tests run many commands).
+    click.get_current_context().call_on_close(ctx.db.dispose)
+    return ctx
 
 
 def _date(value: str, flag: str) -> date:
@@ -180,14 +183,10 @@ def patients_import(file: str, no_welcome: bool) -> None:
     from checkin.patients import enrol, find, read_csv
 
     with open(file, encoding="utf-8-sig") as handle:
-        good, errors = read_csv(handle.read())
+        text = handle.read()
     ctx = _context()
     with ctx.db.session() as session:
-        errors += [
-            f"{p.phone}: a patient with this phone already exists"
-            for p in good
-            if find(session, p.phone) is not None
-        ]
+        good, errors = read_csv(text, exists=lambda phone: find(session, phone) is not None)
         if errors:
             for line in errors:
                 click.echo(line, err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -146,11 +147,14 @@ def program_of(session: Session, patient: Patient) -> Program:
     return session.get_one(Program, patient.program_id)
 
 
-def read_csv(text: str) -> tuple[list[NewPatient], list[str]]:
+def read_csv(
+    text: str, exists: Callable[[str], bool] | None = None
+) -> tuple[list[NewPatient], list[str]]:
     """Parse an import file (columns phone,name,timezone[,language]).
 
     Returns the valid patients and one message per bad row, by line number; the caller imports
-    nothing unless the error list is empty.
+    nothing unless the error list is empty. `exists(phone)` says whether a normalised phone is
+    enrolled already (such a row is reported by its line number too).
     """
     import csv
     import io
@@ -181,5 +185,8 @@ def read_csv(text: str) -> tuple[list[NewPatient], list[str]]:
             errors.append(f"line {line}: phone {new.phone} repeats line {seen[new.phone]}")
             continue
         seen[new.phone] = line
+        if exists is not None and exists(new.phone):
+            errors.append(f"line {line}: a patient with phone {new.phone} already exists")
+            continue
         good.append(new)
     return good, errors
