@@ -32,6 +32,84 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "How is your mood today? Reply 0 (very low) to 10 (very good).",
         "es": "Como esta su animo hoy? Responda 0 (muy bajo) a 10 (muy bueno).",
     },
+    "ask_phq2_interest": {
+        "en": "Past 2 weeks: how often little interest or pleasure in doing things? "
+        "0 not at all, 1 several days, 2 more than half the days, 3 nearly every day",
+        "es": "Ultimas 2 semanas: cuantas veces poco interes o placer en hacer cosas? "
+        "0 para nada, 1 varios dias, 2 mas de la mitad, 3 casi todos los dias",
+    },
+    "ask_phq2_down": {
+        "en": "Past 2 weeks: how often feeling down, depressed or hopeless? "
+        "0 not at all, 1 several days, 2 more than half the days, 3 nearly every day",
+        "es": "Ultimas 2 semanas: cuantas veces decaido, deprimido o sin esperanza? "
+        "0 para nada, 1 varios dias, 2 mas de la mitad, 3 casi todos los dias",
+    },
+    "ask_se_dissociation": {
+        "en": "Since your treatment, have you felt unreal or detached from yourself? "
+        "Reply YES or NO (or NONE if you had no side effects at all).",
+        "es": "Desde su tratamiento, se ha sentido irreal o desconectado de si mismo? "
+        "Responda SI o NO (o NINGUNO si no tuvo ningun efecto).",
+    },
+    "ask_se_nausea": {
+        "en": "Nausea or vomiting? Reply YES or NO.",
+        "es": "Nauseas o vomitos? Responda SI o NO.",
+    },
+    "ask_se_headache": {
+        "en": "Headache? Reply YES or NO.",
+        "es": "Dolor de cabeza? Responda SI o NO.",
+    },
+    "ask_se_dizziness": {
+        "en": "Dizziness? Reply YES or NO.",
+        "es": "Mareos? Responda SI o NO.",
+    },
+    "ask_se_blurred_vision": {
+        "en": "Blurred vision? Reply YES or NO.",
+        "es": "Vision borrosa? Responda SI o NO.",
+    },
+    "ask_se_anxiety": {
+        "en": "Feeling anxious? Reply YES or NO.",
+        "es": "Se siente ansioso? Responda SI o NO.",
+    },
+    "ask_se_bladder_pain": {
+        "en": "Pain or burning when you pee? Reply YES or NO.",
+        "es": "Dolor o ardor al orinar? Responda SI o NO.",
+    },
+    "ask_se_urinary_urgency": {
+        "en": "Needing to pee urgently or very often? Reply YES or NO.",
+        "es": "Necesidad urgente o muy frecuente de orinar? Responda SI o NO.",
+    },
+    "ask_se_blood_in_urine": {
+        "en": "Any blood in your urine? Reply YES or NO.",
+        "es": "Sangre en la orina? Responda SI o NO.",
+    },
+    "reask_one": {
+        "en": "Sorry, please send just one number from {low} to {high}.",
+        "es": "Perdon, envie un solo numero del {low} al {high}.",
+    },
+    "reask_yesno": {
+        "en": "Sorry, please reply YES or NO.",
+        "es": "Perdon, responda SI o NO.",
+    },
+    "reminder": {
+        "en": "Reminder: your check-in is still open.",
+        "es": "Recordatorio: su control sigue abierto.",
+    },
+    "late_reply": {
+        "en": "Thanks. That check-in has closed, but your care team can see your message. "
+        "In an emergency call 911.",
+        "es": "Gracias. Ese control ya cerro, pero su equipo puede ver su mensaje. "
+        "En una emergencia llame al 911.",
+    },
+    "stop_request": {
+        "en": "We passed your message to your care team. To stop all texts now, reply STOP.",
+        "es": "Pasamos su mensaje a su equipo. Para no recibir mas mensajes, responda STOP.",
+    },
+    "unknown_sender": {
+        "en": "This automated number did not recognise yours. If you expected texts, contact "
+        "your clinic. In an emergency call 911.",
+        "es": "Este numero automatico no reconocio el suyo. Si esperaba mensajes, llame a su "
+        "clinica. En una emergencia llame al 911.",
+    },
     "reask": {
         "en": "Sorry, please reply with a number from {low} to {high}.",
         "es": "Perdon, responda con un numero del {low} al {high}.",

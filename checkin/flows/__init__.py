@@ -6,10 +6,14 @@ so editing a flow never breaks a conversation already in progress.
 
 from __future__ import annotations
 
-from checkin.flows import daily_symptoms
+from checkin.flows import daily_symptoms, post_infusion, weekly_mood
 from checkin.flows.engine import Flow
 
-_MODULES = {"daily_symptoms": daily_symptoms}
+_MODULES = {
+    "daily_symptoms": daily_symptoms,
+    "weekly_mood": weekly_mood,
+    "post_infusion": post_infusion,
+}
 FLOW_NAMES = tuple(_MODULES)
 
 

@@ -10,9 +10,13 @@ FLOW_V1 = Flow(
     name="daily_symptoms",
     version=1,
     questions=(
-        Question("fatigue", "ask_fatigue", 0, 10),
-        Question("pain", "ask_pain", 0, 10),
-        Question("mood", "ask_mood", 0, 10),
+        Question(
+            "fatigue",
+            "ask_fatigue",
+            labels=("fatigue", "tired", "tiredness", "energy level", "cansancio", "fatiga"),
+        ),
+        Question("pain", "ask_pain", labels=("pain", "dolor")),
+        Question("mood", "ask_mood", labels=("mood", "estado de animo", "animo")),
     ),
 )
 
