@@ -6,6 +6,7 @@ another program, who must never see alice or be paged about her.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
+from werkzeug.security import generate_password_hash
 
 from checkin import create_app
 from checkin.clock import FrozenClock
@@ -33,7 +35,6 @@ from checkin.migrate import upgrade
 from checkin.models import Program, StaffUser
 from checkin.patients import NewPatient, enrol
 from checkin.programs import default_program
-from checkin.staff import add as add_staff
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio
 
 PG_URL = os.environ.get(
@@ -227,28 +228,8 @@ def world(ctx: Context) -> World:
             sender=FROM_NUMBER,
             welcome=False,
         )
-        bob = add_staff(
-            session,
-            email="bob@example.org",
-            name="Bob",
-            role="clinician",
-            phone=BOB,
-            on_call=True,
-            password="bob-password-long",
-            now=enrolled,
-            actor="test",
-        )
-        carol = add_staff(
-            session,
-            email="carol@example.org",
-            name="Carol",
-            role="admin",
-            phone=None,
-            on_call=False,
-            password="carol-password-long",
-            now=enrolled,
-            actor="test",
-        )
+        bob = _staff(session, program.id, "bob@example.org", "Bob", "clinician", BOB, True)
+        carol = _staff(session, program.id, "carol@example.org", "Carol", "admin", None, False)
         other = Program(name="Other Clinic", support_contact="555-0000", created_at=enrolled)
         session.add(other)
         session.flush()
@@ -274,6 +255,37 @@ def world(ctx: Context) -> World:
         session.add(dave)
         session.flush()
         return World(program.id, other.id, alice.id, erin.id, bob.id, carol.id, dave.id)
+
+
+@functools.cache
+def _password_hash() -> str:
+    # scrypt is slow on purpose; hashing once keeps the per-test world cheap. The CLI tests
+    # exercise `staff add` and its hashing for real.
+    return generate_password_hash("a-long-test-password")
+
+
+def _staff(
+    session: Any,
+    program_id: int,
+    email: str,
+    name: str,
+    role: str,
+    phone: str | None,
+    on_call: bool,
+) -> StaffUser:
+    member = StaffUser(
+        program_id=program_id,
+        email=email,
+        name=name,
+        role=role,
+        phone=phone,
+        on_call=on_call,
+        password_hash=_password_hash(),
+        created_at=T0,
+    )
+    session.add(member)
+    session.flush()
+    return member
 
 
 # --- signed requests ---------------------------------------------------------------------
