@@ -20,8 +20,13 @@ from checkin import audit, outbox
 from checkin.catalog import render
 from checkin.models import Alert, AlertNotification, Message, Patient, StaffUser
 
-# No 0/O or 1/I: a reference is read off a phone and typed back ("ACK K7Q2MX").
-_REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+# Urgent and high alerts page on-call staff by SMS at once; routine ones wait in the inbox
+# (and, with the trends issue, a daily digest) so nobody is woken for them.
+PAGED_SEVERITIES = frozenset({"urgent", "high"})
+# A reference is read off a phone and typed back ("ACK K7Q2X9"): letter, digit, letter...
+# so no word (or "MS") can ever form, and no 0/O or 1/I to confuse.
+_REF_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+_REF_DIGITS = "23456789"
 
 
 def raise_alert(
@@ -64,6 +69,8 @@ def raise_alert(
     audit.record(
         session, now, "system", "alert.open", f"alert:{alert.ref}", kind=kind, severity=severity
     )
+    if severity not in PAGED_SEVERITIES:
+        return alert, []
     return alert, _page_on_call(session, alert, patient, now, public_url, sender)
 
 
@@ -139,6 +146,6 @@ def has_open_crisis(session: Session, patient_id: int) -> bool:
 
 def _new_ref(session: Session) -> str:
     while True:
-        ref = "".join(secrets.choice(_REF_ALPHABET) for _ in range(6))
+        ref = "".join(secrets.choice(_REF_LETTERS) + secrets.choice(_REF_DIGITS) for _ in range(3))
         if session.scalar(select(Alert.id).where(Alert.ref == ref)) is None:
             return ref

@@ -8,7 +8,7 @@ caller to deliver after the transaction commits (save before send).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +21,13 @@ from checkin.flows import engine
 from checkin.models import Answer, CheckIn, Message, Patient
 from checkin.patients import find, program_of
 from checkin.phones import InvalidPhone, normalise_phone
-from checkin.trends import severe_readings
+from checkin.trends import checkin_findings
+
+# A reply this soon after a check-in closed is answered as late (and kept, flagged), rather
+# than with "there is no check-in open".
+LATE_REPLY_WINDOW = timedelta(hours=24)
+# Unknown numbers get the generic reply at most once in this period (issue 4).
+UNKNOWN_SENDER_REPLY_EVERY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -38,13 +44,14 @@ class Handled:
     replies: list[str] = field(default_factory=list)
     pages: list[int] = field(default_factory=list)
     duplicate: bool = False
+    purpose: str = "reply"  # how the replies are filed
 
 
 def handle_inbound(ctx: Context, inbound: Inbound) -> Handled:
     try:
         with ctx.db.session() as session:
             if session.scalar(select(Message.id).where(Message.twilio_sid == inbound.sid)):
-                return Handled(duplicate=True)
+                return _replay(session, inbound.sid)
             now = ctx.clock()
             patient = _patient(session, inbound.from_number)
             message = Message(
@@ -62,11 +69,22 @@ def handle_inbound(ctx: Context, inbound: Inbound) -> Handled:
             session.flush()
             turn = _Turn(ctx, session, patient, message, now)
             handled = turn.run(inbound.opt_out_type)
-            turn.store_replies(handled.replies)
+            turn.store_replies(handled)
     except IntegrityError:
         # Twilio re-delivered the same MessageSid while the first delivery was in flight.
         return Handled(duplicate=True)
     return handled
+
+
+def _replay(session: Session, sid: str) -> Handled:
+    """Twilio re-delivers when it did not get our answer in time: send the same replies again,
+    record nothing new."""
+    bodies = session.scalars(
+        select(Message.body)
+        .where(Message.idempotency_key.like(f"reply:{sid}:%"))
+        .order_by(Message.id)
+    )
+    return Handled(replies=list(bodies), duplicate=True)
 
 
 def _patient(session: Session, raw_from: str) -> Patient | None:
@@ -101,7 +119,7 @@ class _Turn:
         if matched is not None:
             return self.crisis(matched)
         if self.patient is None:
-            return Handled()  # unknown sender: logged above, never enrolled, no patient data
+            return self.unknown_sender()
         keyword = keywords.classify(
             self.message.body,
             opt_out_type=opt_out_type,
@@ -111,16 +129,18 @@ class _Turn:
             return self.keyword(keyword, twilio_replied=bool(opt_out_type))
         if self.patient.status == "opted_out":
             return Handled()  # they asked not to be texted; the message is still stored
+        if keywords.is_stop_request(self.message.body):
+            return self.stop_request()
         checkin = self.open_checkin()
-        if checkin is None:
-            return Handled([self.text("no_open_checkin")])
-        return self.answer(checkin)
+        if checkin is not None:
+            return self.answer(checkin)
+        return self.no_checkin()
 
     def text(self, key: str, **params: object) -> str:
         return render(key, self.language, params)
 
     def crisis(self, matched: str) -> Handled:
-        handled = Handled([self.text("crisis")])
+        handled = Handled([self.text("crisis")], purpose="crisis")
         if self.patient is None:
             return handled  # nobody to attach an alert to; the message row keeps the record
         for checkin in self.session.scalars(
@@ -135,11 +155,27 @@ class _Turn:
         handled.pages = self.alert("crisis", "urgent", evidence)
         return handled
 
+    def unknown_sender(self) -> Handled:
+        """One generic reply a day per number, with no patient data; never enrolled."""
+        since = self.now - UNKNOWN_SENDER_REPLY_EVERY
+        replied = self.session.scalar(
+            select(Message.id)
+            .where(
+                Message.to_number == self.message.from_number,
+                Message.purpose == "unknown_sender",
+                Message.direction == "outbound",
+                Message.created_at > since,
+            )
+            .limit(1)
+        )
+        if replied is not None:
+            return Handled()
+        return Handled([self.text("unknown_sender")], purpose="unknown_sender")
+
     def keyword(self, keyword: str, *, twilio_replied: bool) -> Handled:
         assert self.patient is not None
         patient, program = self.patient, program_of(self.session, self.patient)
         source = "twilio_opt_out_type" if twilio_replied else "sms_keyword"
-        reply: str | None = None
         if keyword == "opt_out":
             if patient.status == "opted_out":
                 return Handled()  # FCC 2024: one confirmation only
@@ -167,7 +203,15 @@ class _Turn:
             reply = self.text("help", program=program.name, support=program.support_contact)
         # With Advanced Opt-Out Twilio has already answered; a second text would break the
         # one-confirmation rule.
-        return Handled([] if twilio_replied else [reply])
+        return Handled([] if twilio_replied else [reply], purpose="keyword")
+
+    def stop_request(self) -> Handled:
+        """'Please stop texting me' is not a keyword: staff follow up, nothing is stored as
+        an answer, and the patient learns the word that stops texts at once."""
+        self.message.purpose = "stop_request"
+        evidence = {"message_id": self.message.id, "rule": "free-text stop request"}
+        self.alert("stop_request", "routine", evidence)
+        return Handled([self.text("stop_request")], purpose="keyword")
 
     def open_checkin(self) -> CheckIn | None:
         assert self.patient is not None
@@ -188,19 +232,43 @@ class _Turn:
 
     def answer(self, checkin: CheckIn) -> Handled:
         assert self.patient is not None
+        self.message.checkin_id = checkin.id
         flow = flows.version(checkin.flow, checkin.flow_version)
         state = engine.RunState.from_dict(checkin.state)
         outcome = engine.advance(flow, state, self.message.body, self.now)
         store_readings(self.session, checkin, outcome.readings, self.now, self.message.id)
-        checkin.state = outcome.state.to_dict()
+        checkin.state = {
+            **checkin.state,
+            **outcome.state.to_dict(),
+            "last_reply_at": self.now.isoformat(),
+        }
         if outcome.status == "completed":
             checkin.status, checkin.completed_at = "completed", self.now
         reply = " ".join(self.text(t.key, **t.params) for t in outcome.texts)
         pages: list[int] = []
-        for finding in severe_readings((r.measure, r.value) for r in outcome.readings):
+        for finding in checkin_findings((r.measure, r.value) for r in outcome.readings):
             evidence = {**finding.evidence, "rule": finding.rule, "checkin_id": checkin.id}
             pages += self.alert(finding.kind, finding.severity, evidence)
         return Handled([reply], pages)
+
+    def no_checkin(self) -> Handled:
+        """No open check-in: a reply soon after one closed is kept, flagged late, and never
+        attached to the next check-in."""
+        assert self.patient is not None
+        closed = self.session.scalar(
+            select(CheckIn)
+            .where(
+                CheckIn.patient_id == self.patient.id,
+                CheckIn.status == "expired",
+                CheckIn.expires_at > self.now - LATE_REPLY_WINDOW,
+            )
+            .order_by(CheckIn.expires_at.desc())
+            .limit(1)
+        )
+        if closed is None:
+            return Handled([self.text("no_open_checkin")])
+        self.message.purpose, self.message.checkin_id = "late_reply", closed.id
+        return Handled([self.text("late_reply")])
 
     def alert(self, kind: str, severity: str, evidence: dict[str, object]) -> list[int]:
         assert self.patient is not None
@@ -216,8 +284,8 @@ class _Turn:
         )
         return [page.id for page in pages]
 
-    def store_replies(self, replies: list[str]) -> None:
-        for body in replies:
+    def store_replies(self, handled: Handled) -> None:
+        for index, body in enumerate(handled.replies):
             self.session.add(
                 Message(
                     direction="outbound",
@@ -225,10 +293,12 @@ class _Turn:
                     to_number=self.message.from_number,
                     from_number=self.message.to_number,
                     body=body,
-                    purpose="reply",
+                    purpose=handled.purpose,
                     status="twiml",
                     created_at=self.now,
                     sent_at=self.now,
+                    checkin_id=self.message.checkin_id,
+                    idempotency_key=f"reply:{self.message.twilio_sid}:{index}",
                 )
             )
 
@@ -240,19 +310,21 @@ def store_readings(
     now: datetime,
     message_id: int | None,
 ) -> None:
+    """Insert each reading; a second reading of the same measure is a correction of it."""
+    existing = {
+        a.measure: a for a in session.scalars(select(Answer).where(Answer.checkin_id == checkin.id))
+    }
     for reading in readings:
-        session.add(
-            Answer(
-                checkin_id=checkin.id,
-                patient_id=checkin.patient_id,
-                measure=reading.measure,
-                value=reading.value,
-                status=reading.status,
-                raw_text=reading.raw_text,
-                message_id=message_id,
-                recorded_at=now,
+        answer = existing.get(reading.measure)
+        if answer is None:
+            answer = Answer(
+                checkin_id=checkin.id, patient_id=checkin.patient_id, measure=reading.measure
             )
-        )
+            session.add(answer)
+            existing[reading.measure] = answer
+        answer.value, answer.status = reading.value, reading.status
+        answer.raw_text, answer.note = reading.raw_text, reading.note
+        answer.message_id, answer.recorded_at = message_id, now
 
 
 def expire(session: Session, checkin: CheckIn, now: datetime) -> None:

@@ -26,3 +26,41 @@ def classify(body: str, *, opted_out: bool, opt_out_type: str | None = None) -> 
     if word in HELP:
         return "help"
     return None
+
+
+# Free-text requests to stop are not keywords (carriers only honour the exact words), but a
+# person asked: staff follow up, and the patient is told how to stop at once. Folded text.
+STOP_REQUEST_PHRASES = (
+    "stop texting",
+    "stop messaging",
+    "stop sending",
+    "stop the texts",
+    "stop these texts",
+    "stop texts",
+    "no more texts",
+    "no more messages",
+    "dont text",
+    "don't text",
+    "do not text",
+    "unsubscribe me",
+    "remove me",
+    "take me off",
+    "opt me out",
+    "leave me alone",
+    "quit texting",
+    "stop contacting",
+    "no me escriban",
+    "dejen de escribir",
+    "dejen de mandar",
+    "no mas mensajes",
+    "no quiero mas mensajes",
+    "quitenme de la lista",
+    "ya no me manden",
+)
+
+
+def is_stop_request(body: str) -> bool:
+    text = unicodedata.normalize("NFKD", (body or "").casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c)).replace("\u2019", "'")
+    text = " ".join(text.split())
+    return any(phrase in text for phrase in STOP_REQUEST_PHRASES)

@@ -28,7 +28,7 @@ from checkin.catalog import render
 from checkin.context import Context
 from checkin.conversations import expire
 from checkin.flows import engine
-from checkin.models import CheckIn, Patient, Program, Schedule
+from checkin.models import CheckIn, Message, Patient, Program, Schedule
 from checkin.patients import is_paused
 from checkin.quiet import next_allowed
 
@@ -41,6 +41,9 @@ CLAIM_LEASE = timedelta(minutes=5)
 # When a different flow is still open for the patient, try this one again after this long.
 REQUEUE_DELAY = timedelta(minutes=15)
 BATCH = 500
+# Issue 4: one reminder when a check-in has had no reply for this long (quiet hours apply).
+# CLINICAL.md "Engagement targets": one reminder helps a little (Keding 2016); more do not.
+REMINDER_AFTER = timedelta(hours=3)
 
 
 def worker_name() -> str:
@@ -53,6 +56,7 @@ def tick(ctx: Context) -> dict[str, int]:
     for name, step in (
         ("planned", plan),
         ("dispatched", dispatch),
+        ("reminded", remind),
         ("delivered", outbox.deliver_due),
         ("closed", close_expired),
     ):
@@ -302,3 +306,53 @@ def run(ctx: Context) -> None:
         clock.start()
     except (KeyboardInterrupt, SystemExit):
         pass
+
+
+def remind(ctx: Context) -> int:
+    """Queue the one reminder for open check-ins that have gone quiet; returns how many."""
+    now = ctx.clock()
+    queued = []
+    with ctx.db.session() as session:
+        quiet_since = now - REMINDER_AFTER
+        candidates = session.scalars(
+            select(CheckIn)
+            .where(
+                CheckIn.status == "open",
+                CheckIn.sent_at <= quiet_since,
+                CheckIn.expires_at > now,
+            )
+            .order_by(CheckIn.sent_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        for checkin in candidates:
+            if checkin.state.get("reminded") or _replied_since(checkin, quiet_since):
+                continue
+            queued.append(_queue_reminder(ctx, session, checkin, now).id)
+    for message_id in queued:
+        outbox.deliver(ctx, message_id)
+    return len(queued)
+
+
+def _replied_since(checkin: CheckIn, since: datetime) -> bool:
+    last = checkin.state.get("last_reply_at")
+    return last is not None and datetime.fromisoformat(last) > since
+
+
+def _queue_reminder(ctx: Context, session: Session, checkin: CheckIn, now: datetime) -> Message:
+    flow = flows.version(checkin.flow, checkin.flow_version)
+    question = engine.remaining(flow, engine.RunState.from_dict(checkin.state))[0]
+    patient = checkin.patient
+    body = " ".join(render(key, patient.language) for key in ("reminder", question.prompt))
+    checkin.state = {**checkin.state, "reminded": True}
+    return outbox.queue(
+        session,
+        to=patient.phone,
+        from_number=ctx.settings.sender,
+        body=body,
+        purpose="reminder",
+        patient_id=patient.id,
+        checkin_id=checkin.id,
+        now=now,
+        idempotency_key=f"checkin:{checkin.id}:reminder",
+    )

@@ -135,10 +135,12 @@ def test_repeated_ticks_the_same_day_send_nothing_more_and_the_next_day_sends_ag
     tick_at(ctx, clock, ny(10, 9, 0))
     for minutes in (1, 5, 30, 120, 600):  # ticks through the rest of the day
         tick_at(ctx, clock, ny(10, 9, 0) + timedelta(minutes=minutes))
-    assert len(fake_twilio.to(ALICE)) == 1
+    # One first question, and (after 3 quiet hours) exactly one reminder, never more.
+    assert first_questions(fake_twilio, ALICE) == [FIRST_QUESTION]
+    assert [s.body.startswith("Reminder:") for s in fake_twilio.to(ALICE)] == [False, True]
 
     tick_at(ctx, clock, ny(11, 8, 59))
-    assert len(fake_twilio.to(ALICE)) == 1
+    assert len(fake_twilio.to(ALICE)) == 2
     tick_at(ctx, clock, ny(11, 9, 0))
     tick_at(ctx, clock, ny(11, 9, 1))
     assert first_questions(fake_twilio, ALICE) == [FIRST_QUESTION, FIRST_QUESTION]
@@ -209,7 +211,7 @@ def test_a_patients_own_schedule_replaces_the_program_default_for_that_flow(
     assert fake_twilio.to(ALICE) == []
     tick_at(ctx, clock, ny(10, 11, 30))
     assert first_questions(fake_twilio, ALICE) == [FIRST_QUESTION]
-    tick_at(ctx, clock, ny(10, 15, 0))
+    tick_at(ctx, clock, ny(10, 14, 0))
     (run,) = checkins(ctx, world.alice_id)
     assert run.schedule_id == own_id
     assert run.due_at == ny(10, 11, 30)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
 
 from checkin import create_app, outbox, scheduler, sendnow
+from checkin.clock import FrozenClock
 from checkin.config import load_settings
 from checkin.context import Context
 from checkin.models import (
@@ -270,13 +271,20 @@ def test_a_message_from_an_opted_out_patient_gets_an_empty_response(
     assert fake_twilio.sent == []
 
 
-def test_a_text_from_an_unknown_number_is_logged_but_not_answered(
-    client: FlaskClient, ctx: Context, world: World
+def test_a_text_from_an_unknown_number_gets_one_generic_reply_a_day_and_is_never_enrolled(
+    client: FlaskClient, ctx: Context, clock: FrozenClock, world: World
 ) -> None:
-    assert text(client, ctx, "who is this", sender="+16175550177") == []
+    stranger = "+16175550177"
+    (reply,) = text(client, ctx, "who is this", sender=stranger)
+    assert "did not recognise" in reply and "911" in reply
+    assert "Alice" not in reply and "Care Team" not in reply  # no patient or program data
+    assert text(client, ctx, "hello??", sender=stranger) == []  # once a day at most
+    clock.advance(hours=25)
+    assert len(text(client, ctx, "hello again", sender=stranger)) == 1
     with ctx.db.session() as session:
         row = session.scalars(select(Message).where(Message.body == "who is this")).one()
         assert (row.patient_id, row.purpose) == (None, "unknown_sender")
+        assert session.scalar(select(Patient).where(Patient.phone == stranger)) is None
 
 
 # --- a daily_symptoms conversation ------------------------------------------------------------
