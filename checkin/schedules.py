@@ -1,17 +1,17 @@
 """Schedules as data, and the local-time arithmetic that turns them into due instants.
 
-APScheduler's CronTrigger does the calendar math in each patient's own zone (STYLE.md: do not
-hand-roll it). Pure helpers first; the few functions that touch the database come last.
+zoneinfo does the calendar math in each patient's own zone (see `local_instant` for why not
+APScheduler's CronTrigger here; APScheduler remains the scheduler's clock). Pure helpers
+first; the few functions that touch the database come last.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -43,30 +43,41 @@ def parse_days(text: str | None) -> str:
     return ",".join(d for d in DAY_NAMES if d in days)
 
 
+def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant of wall-clock `at` on `day` in `zone`.
+
+    A time that does not exist (the spring-forward gap) moves forward by the gap: 02:30 on the
+    day New York skips 02:00-03:00 becomes 03:30 EDT. A time that happens twice (fall back)
+    is its first occurrence, so it fires once. zoneinfo's fold=0 gives both for free.
+    APScheduler 3's CronTrigger was not used here: on a fall-back day it returns the repeated
+    time again and again (seen with 3.11.3), which would send twice and stall the planner.
+    """
+    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+
+
 def occurrences(
     schedule: Schedule, zone: ZoneInfo, start: datetime, end: datetime
 ) -> list[datetime]:
-    """The instants in [start, end) at which `schedule` fires in `zone`, in UTC."""
-    trigger = CronTrigger(
-        day_of_week=schedule.days,
-        hour=schedule.local_time.hour,
-        minute=schedule.local_time.minute,
-        timezone=zone,
-    )
-    found: list[datetime] = []
-    previous: datetime | None = None
-    cursor = start.astimezone(zone)
-    while True:
-        fire = trigger.get_next_fire_time(previous, cursor)
-        if fire is None or fire >= end:
-            return found
-        if schedule.start_date and fire.date() < schedule.start_date:
-            pass
-        elif schedule.end_date and fire.date() > schedule.end_date:
-            return found
-        else:
-            found.append(fire.astimezone(ZoneInfo("UTC")))
-        previous, cursor = fire, fire + timedelta(seconds=1)
+    """The instants in [start, end) at which `schedule` fires in `zone`, in UTC; at most one
+    per local day and slot, whatever DST does."""
+    wanted_days = {DAY_NAMES.index(d) for d in schedule.days.split(",")}
+    first = start.astimezone(zone).date() - timedelta(days=1)
+    last = end.astimezone(zone).date() + timedelta(days=1)
+    found = []
+    day = first
+    while day <= last:
+        if day.weekday() in wanted_days and _within(schedule, day):
+            instant = local_instant(day, schedule.local_time, zone)
+            if start <= instant < end:
+                found.append(instant)
+        day += timedelta(days=1)
+    return found
+
+
+def _within(schedule: Schedule, day: date) -> bool:
+    if schedule.start_date is not None and day < schedule.start_date:
+        return False
+    return schedule.end_date is None or day <= schedule.end_date
 
 
 def end_of_local_day(at: datetime, zone: ZoneInfo) -> datetime:
