@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -30,6 +31,7 @@ from checkin.db import Base, UTCDateTime
 
 PATIENT_STATUSES = ("active", "paused", "opted_out", "number_invalid")
 STAFF_ROLES = ("admin", "clinician")
+SCHEDULE_KINDS = ("recurring", "infusion")
 CHECKIN_STATUSES = (
     "pending",  # planned, waiting for due_at
     "sending",  # claimed by a scheduler worker (lease_until bounds the claim)
@@ -105,14 +107,21 @@ class StaffUser(Base):
 
 
 class Schedule(Base):
-    """Ask `flow` at `local_time` on `days` in each patient's own zone.
+    """Ask `flow` at `local_time` in each patient's own zone, either on `days` of the week
+    (kind 'recurring') or `day_offsets` days after each recorded infusion (kind 'infusion').
 
     patient_id NULL means the program default for every enrolled patient; a patient's own
-    schedule for the same flow overrides it.
+    schedule for the same flow overrides it. Several times a day are several rows.
     """
 
     __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint(_in("kind", SCHEDULE_KINDS), name="kind"),
+        CheckConstraint("kind != 'infusion' OR day_offsets IS NOT NULL", name="offsets"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default="recurring", server_default="recurring")
+    day_offsets: Mapped[str | None] = mapped_column(String(120))  # "1,3,7,14" after infusion
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
     flow: Mapped[str] = mapped_column(String(40))
@@ -147,6 +156,8 @@ class CheckIn(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id"))
+    # The infusion an infusion-relative check-in follows (loss-of-response needs it).
+    treatment_event_id: Mapped[int | None] = mapped_column(ForeignKey("treatment_events.id"))
     flow: Mapped[str] = mapped_column(String(40))
     flow_version: Mapped[int] = mapped_column(Integer, default=1)
     # patient + flow + local date + slot: the unique key that makes planning idempotent.
@@ -288,3 +299,11 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str | None] = mapped_column(String(80))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SendRateSlot(Base):
+    """Sends used in one window of CHECKIN_SEND_RATE_PER_SECOND, shared by every worker."""
+
+    __tablename__ = "send_rate_slots"
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    used: Mapped[int] = mapped_column(Integer, default=0)

@@ -32,3 +32,13 @@ def test_drift_check_notices_a_table_the_migrations_lack(sqlite_url: str) -> Non
 def test_upgrading_twice_is_harmless(sqlite_url: str) -> None:
     upgrade(sqlite_url)
     assert drift(sqlite_url) == []
+
+
+def test_every_migration_downgrades_and_upgrades_again(db_url: str) -> None:
+    from alembic import command
+
+    from checkin.migrate import alembic_config
+
+    command.downgrade(alembic_config(db_url), "base")
+    command.upgrade(alembic_config(db_url), "head")
+    assert drift(db_url) == []
