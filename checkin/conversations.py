@@ -7,7 +7,7 @@ caller to deliver after the transaction commits (save before send).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -48,6 +48,8 @@ class Handled:
 
 
 def handle_inbound(ctx: Context, inbound: Inbound) -> Handled:
+    # PostgreSQL text cannot hold NUL; a stray one must not turn a patient's text into a 500.
+    inbound = replace(inbound, body=inbound.body.replace("\x00", "\ufffd"))
     try:
         with ctx.db.session() as session:
             if session.scalar(select(Message.id).where(Message.twilio_sid == inbound.sid)):

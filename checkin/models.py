@@ -307,3 +307,12 @@ class SendRateSlot(Base):
     __tablename__ = "send_rate_slots"
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     used: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SchedulerHeartbeat(Base):
+    """When each scheduler worker last planned. A gap between the newest heartbeat and now
+    is an outage: the planner looks back over it so slots it skipped are recorded as missed."""
+
+    __tablename__ = "scheduler_heartbeats"
+    worker: Mapped[str] = mapped_column(String(120), primary_key=True)
+    last_tick_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from types import FrameType
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,15 @@ from checkin.catalog import render
 from checkin.context import Context
 from checkin.conversations import expire
 from checkin.flows import engine
-from checkin.models import CheckIn, Message, Patient, Program, Schedule
+from checkin.models import (
+    CheckIn,
+    Message,
+    Patient,
+    Program,
+    Schedule,
+    SchedulerHeartbeat,
+    TreatmentEvent,
+)
 from checkin.patients import is_paused
 from checkin.quiet import next_allowed
 
@@ -36,6 +44,10 @@ log = logging.getLogger(__name__)
 
 # How far ahead a tick plans rows; anything due sooner than this is in the table already.
 PLAN_AHEAD = timedelta(minutes=10)
+# After an outage, planning looks back at most this far to record what was missed.
+MISFIRE_LOOKBACK = timedelta(days=7)
+# Rows per INSERT: well inside SQLite's and PostgreSQL's bound-parameter limits.
+INSERT_CHUNK = 500
 # A worker that claimed a check-in and died is presumed gone after this; another takes over.
 CLAIM_LEASE = timedelta(minutes=5)
 # When a different flow is still open for the patient, try this one again after this long.
@@ -69,12 +81,15 @@ def tick(ctx: Context) -> dict[str, int]:
 
 
 def plan(ctx: Context) -> int:
-    """Insert the CheckIn rows that fall due from the start of each patient's day to soon."""
+    """Insert the CheckIn rows that fall due from the start of each patient's day (or from the
+    last tick, after an outage) to a little ahead; returns how many rows were considered."""
     now = ctx.clock()
     rows = []
     with ctx.db.session() as session:
+        last_tick = _beat(session, now)
         defaults = _program_schedules(session)
         own = _patient_schedules(session)
+        infusions = _recent_infusions(session, now)
         for patient in session.scalars(
             select(Patient).where(Patient.status.in_(("active", "paused")))
         ):
@@ -84,39 +99,81 @@ def plan(ctx: Context) -> int:
                 own.get(patient.id, []), defaults.get(patient.program_id, [])
             )
             for schedule in plan_for:
-                rows += _rows_for(patient, schedule, zone, now)
-        if rows:
-            _insert_ignoring_duplicates(session, rows)
+                rows += _rows_for(
+                    patient, schedule, zone, now, infusions.get(patient.id, []), last_tick
+                )
+        for chunk in range(0, len(rows), INSERT_CHUNK):
+            _insert_ignoring_duplicates(session, rows[chunk : chunk + INSERT_CHUNK])
     return len(rows)
 
 
 def _rows_for(
-    patient: Patient, schedule: Schedule, zone: ZoneInfo, now: datetime
+    patient: Patient,
+    schedule: Schedule,
+    zone: ZoneInfo,
+    now: datetime,
+    infusions: list[tuple[int, date]],
+    last_tick: datetime | None,
 ) -> list[dict[str, object]]:
-    day_start = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
-    # Catch-up policy: a slot missed earlier today (scheduler down) is still sent today; slots
-    # before the patient enrolled or the schedule existed are not.
-    start = max(day_start, patient.enrolled_at, schedule.created_at)
+    # Catch-up policy: a slot missed earlier today (scheduler down) is still sent today.
+    # After a longer outage the slots since the last tick are recorded as 'missed' (not as
+    # the patient ignoring them). Slots before the patient enrolled or the schedule existed
+    # are never planned.
+    start = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
+    if last_tick is not None and last_tick < start:
+        start = max(last_tick, now - MISFIRE_LOOKBACK)
+    start = max(start, patient.enrolled_at, schedule.created_at)
     flow = flows.current(schedule.flow)
-    rows = []
-    for due in schedules.occurrences(schedule, zone, start, now + PLAN_AHEAD):
-        local = due.astimezone(zone)
+    rows: list[dict[str, object]] = []
+    for due in schedules.dues(schedule, zone, start, now + PLAN_AHEAD, infusions):
+        expires = schedules.end_of_local_day(due.at, zone)
         rows.append(
             {
                 "patient_id": patient.id,
                 "schedule_id": schedule.id,
+                "treatment_event_id": due.infusion_id,
                 "flow": flow.name,
                 "flow_version": flow.version,
-                "local_date": local.date(),
-                "due_at": due,
-                "expires_at": schedules.end_of_local_day(due, zone),
-                "status": "pending",
-                "state": {},
+                "local_date": due.local_date,
+                "due_at": due.at,
+                "expires_at": expires,
+                "status": "pending" if expires > now else "missed",
+                "state": {} if expires > now else {"reason": "the scheduler was not running"},
                 "created_at": now,
-                "idempotency_key": f"{patient.id}:{flow.name}:{local.date()}:{local:%H:%M}",
+                "idempotency_key": f"{patient.id}:{flow.name}:{due.local_date}:{due.slot}",
             }
         )
     return rows
+
+
+def _beat(session: Session, now: datetime) -> datetime | None:
+    """Record this worker's tick; return the newest tick before it (any worker), if any."""
+    last = session.scalar(select(func.max(SchedulerHeartbeat.last_tick_at)))
+    me = worker_name()
+    beat = session.get(SchedulerHeartbeat, me)
+    if beat is None:
+        session.add(SchedulerHeartbeat(worker=me, last_tick_at=now))
+        # Each process start is a new worker name; forget the long-gone ones.
+        session.execute(
+            delete(SchedulerHeartbeat).where(
+                SchedulerHeartbeat.last_tick_at < now - MISFIRE_LOOKBACK
+            )
+        )
+    else:
+        beat.last_tick_at = max(beat.last_tick_at, now)
+    return last
+
+
+def _recent_infusions(session: Session, now: datetime) -> dict[int, list[tuple[int, date]]]:
+    """Infusions recent enough for any infusion-relative schedule to still fire."""
+    since = now.date() - timedelta(days=schedules.MAX_OFFSET_DAYS + 2)
+    grouped: dict[int, list[tuple[int, date]]] = {}
+    stmt = select(TreatmentEvent).where(
+        TreatmentEvent.kind == "infusion", TreatmentEvent.occurred_on >= since
+    )
+    for event in session.scalars(stmt):
+        grouped.setdefault(event.patient_id, []).append((event.id, event.occurred_on))
+    return grouped
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:

@@ -7,7 +7,7 @@ first; the few functions that touch the database come last.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from checkin import audit, flows
-from checkin.models import Patient, Program, Schedule
+from checkin.models import Patient, Program, Schedule, TreatmentEvent
 from checkin.quiet import check_schedule_time, next_allowed
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_OFFSET_DAYS = 365
 
 
 class ScheduleError(ValueError):
@@ -55,23 +56,68 @@ def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class Due:
+    """One send a schedule asks for: when, on which local day and slot, after which infusion."""
+
+    at: datetime  # UTC
+    local_date: date
+    slot: str  # "HH:MM", part of the check-in's idempotency key
+    infusion_id: int | None = None
+
+
+def dues(
+    schedule: Schedule,
+    zone: ZoneInfo,
+    start: datetime,
+    end: datetime,
+    infusions: Sequence[tuple[int, date]] = (),
+) -> list[Due]:
+    """The sends `schedule` asks for in [start, end), at most one per local day.
+
+    Recurring schedules fire on their weekdays; infusion schedules fire `day_offsets` days
+    after each infusion in `infusions` (id, date). Two infusions landing on one day send once.
+    """
+    days: dict[date, int | None]
+    if schedule.kind == "infusion":
+        days = {
+            infusion_day + timedelta(days=k): event_id
+            for event_id, infusion_day in sorted(infusions, key=lambda e: e[1], reverse=True)
+            for k in parse_offsets(schedule.day_offsets or "")
+        }
+    else:
+        wanted = {DAY_NAMES.index(d) for d in schedule.days.split(",")}
+        first = start.astimezone(zone).date() - timedelta(days=1)
+        span = (end.astimezone(zone).date() - first).days + 2
+        candidates = (first + timedelta(days=n) for n in range(span))
+        days = {day: None for day in candidates if day.weekday() in wanted}
+    slot = f"{schedule.local_time:%H:%M}"
+    found = []
+    for day, event_id in sorted(days.items()):
+        instant = local_instant(day, schedule.local_time, zone)
+        if _within(schedule, day) and start <= instant < end:
+            found.append(Due(instant, day, slot, event_id))
+    return found
+
+
 def occurrences(
     schedule: Schedule, zone: ZoneInfo, start: datetime, end: datetime
 ) -> list[datetime]:
-    """The instants in [start, end) at which `schedule` fires in `zone`, in UTC; at most one
-    per local day and slot, whatever DST does."""
-    wanted_days = {DAY_NAMES.index(d) for d in schedule.days.split(",")}
-    first = start.astimezone(zone).date() - timedelta(days=1)
-    last = end.astimezone(zone).date() + timedelta(days=1)
-    found = []
-    day = first
-    while day <= last:
-        if day.weekday() in wanted_days and _within(schedule, day):
-            instant = local_instant(day, schedule.local_time, zone)
-            if start <= instant < end:
-                found.append(instant)
-        day += timedelta(days=1)
-    return found
+    """The UTC instants in [start, end) of a recurring schedule; one per local day."""
+    return [due.at for due in dues(schedule, zone, start, end)]
+
+
+def parse_offsets(text: str) -> list[int]:
+    """'1,3,7,14' -> [1, 3, 7, 14]; days after an infusion, 0 (the day itself) to 365."""
+    try:
+        offsets = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        offsets = []
+    if not offsets or offsets[0] < 0 or offsets[-1] > MAX_OFFSET_DAYS:
+        raise ScheduleError(
+            f"days after infusion must be a comma list of 0-{MAX_OFFSET_DAYS}, got {text!r}"
+        )
+    return offsets
 
 
 def _within(schedule: Schedule, day: date) -> bool:
@@ -105,22 +151,28 @@ class PlannedSend:
 
 
 def preview(
-    patient: Patient, program: Program, schedules: list[Schedule], start: datetime, days: int
+    patient: Patient,
+    program: Program,
+    schedules: list[Schedule],
+    start: datetime,
+    days: int,
+    infusions: Sequence[tuple[int, date]] = (),
 ) -> list[PlannedSend]:
-    """The sends to come in [start, start + days): zone, DST, quiet hours and pause applied."""
+    """The sends to come in [start, start + days): zone, DST, quiet hours, pause and the
+    one-per-flow-per-day rule applied, exactly as the scheduler will plan them."""
     zone = ZoneInfo(patient.timezone)
     if patient.status in ("opted_out", "number_invalid"):
         return []
-    sends = []
+    sends: dict[tuple[str, date, str], PlannedSend] = {}
     for schedule in schedules:
-        for due in occurrences(schedule, zone, start, start + timedelta(days=days)):
-            local_day = due.astimezone(zone).date()
-            if patient.paused_until is not None and local_day <= patient.paused_until:
+        for due in dues(schedule, zone, start, start + timedelta(days=days), infusions):
+            if patient.paused_until is not None and due.local_date <= patient.paused_until:
                 continue
-            at = next_allowed(due, zone, program.quiet_start, program.quiet_end)
-            if at < end_of_local_day(due, zone):
-                sends.append(PlannedSend(schedule.flow, at.astimezone(zone), at))
-    return sorted(sends, key=lambda s: s.utc_time)
+            at = next_allowed(due.at, zone, program.quiet_start, program.quiet_end)
+            if at < end_of_local_day(due.at, zone):
+                key = (schedule.flow, due.local_date, due.slot)
+                sends.setdefault(key, PlannedSend(schedule.flow, at.astimezone(zone), at))
+    return sorted(sends.values(), key=lambda s: (s.utc_time, s.flow))
 
 
 def add(
@@ -134,6 +186,8 @@ def add(
     now: datetime,
     actor: str,
     start_date: date | None = None,
+    end_date: date | None = None,
+    day_offsets: str | None = None,
 ) -> Schedule:
     try:
         flows.current(flow)
@@ -142,13 +196,19 @@ def add(
     reason = check_schedule_time(local_time, program.quiet_start, program.quiet_end)
     if reason:
         raise ScheduleError(reason)
+    if start_date and end_date and end_date < start_date:
+        raise ScheduleError(f"end date {end_date} is before start date {start_date}")
+    offsets = ",".join(map(str, parse_offsets(day_offsets))) if day_offsets else None
     schedule = Schedule(
         program_id=program.id,
         patient_id=patient.id if patient else None,
         flow=flow,
         local_time=local_time,
         days=days,
+        kind="infusion" if offsets else "recurring",
+        day_offsets=offsets,
         start_date=start_date,
+        end_date=end_date,
         created_at=now,
     )
     session.add(schedule)
@@ -162,6 +222,7 @@ def add(
         flow=flow,
         time=f"{local_time:%H:%M}",
         days=days,
+        after_infusion=offsets,
         patient=patient.id if patient else None,
     )
     return schedule
@@ -175,3 +236,10 @@ def for_patient(session: Session, patient: Patient) -> list[Schedule]:
         )
     )
     return effective(own, default)
+
+
+def infusions_of(session: Session, patient_id: int) -> list[tuple[int, date]]:
+    stmt = select(TreatmentEvent.id, TreatmentEvent.occurred_on).where(
+        TreatmentEvent.patient_id == patient_id, TreatmentEvent.kind == "infusion"
+    )
+    return [(event_id, day) for event_id, day in session.execute(stmt)]
