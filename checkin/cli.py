@@ -358,33 +358,61 @@ def schedules() -> None:
 
 @schedules.command("add")
 @click.option("--flow", required=True)
-@click.option("--time", "at", required=True, help="HH:MM in each patient's local time")
+@click.option("--time", "at", required=True, help="HH:MM local; several: 09:00,18:00")
 @click.option("--days", help="e.g. mon,wed,fri (default every day)")
 @click.option("--phone", help="One patient; without it, every enrolled patient")
+@click.option("--after-infusion", help="Days after each infusion instead of weekdays: 1,3,7,14")
+@click.option("--start", "start", help="YYYY-MM-DD, first local day (default today)")
+@click.option("--end", "end", help="YYYY-MM-DD, last local day (default open-ended)")
 @friendly_errors
-def schedules_add(flow: str, at: str, days: str | None, phone: str | None) -> None:
-    """Add a recurring schedule (a time inside quiet hours is refused)."""
+def schedules_add(
+    flow: str,
+    at: str,
+    days: str | None,
+    phone: str | None,
+    after_infusion: str | None,
+    start: str | None,
+    end: str | None,
+) -> None:
+    """Add a schedule; a time inside quiet hours is refused."""
     from checkin import schedules as sched
     from checkin.patients import get
     from checkin.programs import default_program
 
+    if after_infusion and days:
+        raise UserError("--days and --after-infusion do not go together: pick one")
+    times = [sched.parse_time(part) for part in at.split(",") if part.strip()]
     ctx = _context()
     with ctx.db.session() as session:
         now = ctx.clock()
         patient = get(session, phone) if phone else None
         program = default_program(session, now)
-        schedule = sched.add(
-            session,
-            program,
-            flow=flow,
-            local_time=sched.parse_time(at),
-            days=sched.parse_days(days),
-            patient=patient,
-            now=now,
-            actor=_actor(),
-        )
+        added = [
+            sched.add(
+                session,
+                program,
+                flow=flow,
+                local_time=local_time,
+                days=sched.parse_days(days),
+                patient=patient,
+                now=now,
+                actor=_actor(),
+                start_date=_date(start, "--start") if start else None,
+                end_date=_date(end, "--end") if end else None,
+                day_offsets=after_infusion,
+            )
+            for local_time in times
+        ]
         who = patient.phone if patient else "every enrolled patient"
-        click.echo(f"schedule {schedule.id}: {flow} at {at} on {schedule.days} for {who}")
+        for schedule in added:
+            when = (
+                f"days {schedule.day_offsets} after each infusion"
+                if schedule.kind == "infusion"
+                else f"on {schedule.days}"
+            )
+            click.echo(
+                f"schedule {schedule.id}: {flow} at {schedule.local_time:%H:%M} {when} for {who}"
+            )
 
 
 @schedules.command("list")
@@ -396,13 +424,15 @@ def schedules_list() -> None:
     from checkin.models import Patient, Schedule
 
     ctx = _context()
-    click.echo("id,flow,local_time,days,phone,active")
+    click.echo("id,flow,local_time,days,after_infusion,start,end,phone,active")
     with ctx.db.session() as session:
         stmt = select(Schedule, Patient.phone).outerjoin(Patient, Patient.id == Schedule.patient_id)
         for s, phone in session.execute(stmt.order_by(Schedule.id)):
+            days = "" if s.kind == "infusion" else s.days.replace(",", " ")
+            offsets = (s.day_offsets or "").replace(",", " ")
             click.echo(
-                f"{s.id},{s.flow},{s.local_time:%H:%M},{s.days.replace(',', ' ')},"
-                f"{phone or 'all'},{s.active}"
+                f"{s.id},{s.flow},{s.local_time:%H:%M},{days},{offsets},"
+                f"{s.start_date or ''},{s.end_date or ''},{phone or 'all'},{s.active}"
             )
 
 
@@ -445,7 +475,12 @@ def schedules_preview(phone: str, start: str | None, days: int) -> None:
             else now
         )
         sends = sched.preview(
-            patient, program_of(session, patient), sched.for_patient(session, patient), begin, days
+            patient,
+            program_of(session, patient),
+            sched.for_patient(session, patient),
+            begin,
+            days,
+            sched.infusions_of(session, patient.id),
         )
         click.echo("phone,flow,local_time,utc_time")
         for send in sends:
@@ -453,6 +488,41 @@ def schedules_preview(phone: str, start: str | None, days: int) -> None:
                 f"{patient.phone},{send.flow},{send.local_time.isoformat()},"
                 f"{send.utc_time.astimezone(ZoneInfo('UTC')).isoformat()}"
             )
+
+
+# --- programs ---------------------------------------------------------------------------
+
+
+@cli.group()
+def programs() -> None:
+    """The clinic's own settings."""
+
+
+@programs.command("texting-hours")
+@click.option("--from", "start", required=True, help="HH:MM, no earlier than 08:00")
+@click.option("--until", "until", required=True, help="HH:MM, no later than 21:00")
+@friendly_errors
+def programs_texting_hours(start: str, until: str) -> None:
+    """Narrow the hours scheduled texts may go out (never wider than 08:00-21:00)."""
+    from checkin import audit
+    from checkin.programs import default_program, set_texting_hours
+    from checkin.schedules import parse_time
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        now = ctx.clock()
+        program = default_program(session, now)
+        set_texting_hours(program, parse_time(start), parse_time(until))
+        audit.record(
+            session,
+            now,
+            _actor(),
+            "program.texting_hours",
+            f"program:{program.id}",
+            start=start,
+            until=until,
+        )
+        click.echo(f"{program.name}: scheduled texts go out from {start} until {until} local")
 
 
 # --- export -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from checkin.models import Program, Schedule
+from checkin.quiet import DEFAULT_QUIET_END, DEFAULT_QUIET_START
 
 DEFAULT_PROGRAM_NAME = "Care Team"
 # Shown to patients in every HELP reply; CLINICAL.md requires a support contact there.
@@ -43,3 +44,18 @@ def default_program(session: Session, now: datetime) -> Program:
     )
     session.flush()
     return program
+
+
+class ProgramError(ValueError):
+    pass
+
+
+def set_texting_hours(program: Program, start: time, until: time) -> None:
+    """Quiet hours may be made longer, never shorter than CLINICAL.md's 21:00-08:00."""
+    if start < DEFAULT_QUIET_END:
+        raise ProgramError(f"texting cannot start before {DEFAULT_QUIET_END:%H:%M} (CLINICAL.md)")
+    if until > DEFAULT_QUIET_START:
+        raise ProgramError(f"texting cannot go past {DEFAULT_QUIET_START:%H:%M} (CLINICAL.md)")
+    if until <= start:
+        raise ProgramError(f"--until {until:%H:%M} must be after --from {start:%H:%M}")
+    program.quiet_end, program.quiet_start = start, until
