@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from checkin.clock import Clock, shifted_clock, system_clock
 from checkin.config import Settings, load_settings
 from checkin.db import Database
+from checkin.ratelimit import SendRateLimiter
 from checkin.transports import SmsTransport, sms_transport
 
 
@@ -16,6 +17,7 @@ class Context:
     db: Database
     sms: SmsTransport
     clock: Clock
+    limiter: SendRateLimiter | None = None
 
     @property
     def status_callback_url(self) -> str:
@@ -25,4 +27,8 @@ class Context:
 def make_context(settings: Settings | None = None) -> Context:
     settings = settings or load_settings()
     clock = shifted_clock(settings.clock_start) if settings.clock_start else system_clock
-    return Context(settings, Database(settings.database_url), sms_transport(settings), clock)
+    db = Database(settings.database_url)
+    ctx = Context(settings, db, sms_transport(settings), clock)
+    if settings.send_rate_per_second > 0:
+        ctx.limiter = SendRateLimiter(db, settings.send_rate_per_second, lambda: ctx.clock())
+    return ctx

@@ -11,7 +11,10 @@ out; 21211/21614 flag the number).
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
@@ -21,7 +24,7 @@ from checkin import consent
 from checkin.context import Context
 from checkin.models import CheckIn, Message, Patient, Program
 from checkin.quiet import next_allowed
-from checkin.transports import TransportError
+from checkin.transports import SendResult, TransportError
 
 # Texts that quiet hours hold back. Replies, keyword answers, crisis replies and staff alerts
 # are exempt (CLINICAL.md: replies to the patient's own message and crisis replies).
@@ -31,6 +34,13 @@ MAX_ATTEMPTS = 5
 # A claim older than this belongs to a worker that died mid-send; another may take it over.
 # The cost is at most one duplicate text per crash (the send may have reached Twilio).
 SEND_LEASE = timedelta(minutes=5)
+# Sends in flight at once per worker: Twilio calls are I/O, so threads overlap them.
+SEND_CONCURRENCY = 8
+# ValidityPeriod: a check-in Twilio could not hand over within 2 hours is stale; Twilio takes
+# 1 to 36,000 seconds (error 21624 / 90007 outside that).
+MAX_STALENESS = timedelta(hours=2)
+MIN_VALIDITY_SECONDS = 60
+MAX_VALIDITY_SECONDS = 36_000
 INVALID_NUMBER_CODES = frozenset({21211, 21614})
 OPTED_OUT_CODE = 21610
 
@@ -71,29 +81,120 @@ def queue(
 
 def deliver(ctx: Context, message_id: int) -> str:
     """Send one pending message now if it is still pending and allowed; return its status."""
+    return deliver_many(ctx, [message_id])[message_id]
+
+
+@dataclass(frozen=True)
+class _Send:
+    message_id: int
+    to: str
+    body: str
+    validity_seconds: int | None
+
+
+def deliver_many(ctx: Context, message_ids: Sequence[int]) -> dict[int, str]:
+    """Claim, check and send many messages: one transaction before, sends in parallel (under
+    the shared rate limit), one transaction after. Returns each message's new status."""
+    results: dict[int, str] = {}
+    sends: list[_Send] = []
     with ctx.db.session() as session:
         now = ctx.clock()
-        if not _claim(session, message_id, now):
-            return "taken"
-        message = session.get_one(Message, message_id)
-        held = _hold_reason(session, message, now)
-        if held is not None:
-            return held
-        to, body = message.to_number, message.body
-    try:
-        # The row's id rides on the callback URL, so a callback that beats us to recording
-        # the SID still finds its message.
-        callback = f"{ctx.status_callback_url}?message={message_id}"
-        result = ctx.sms.send_sms(to, body, status_callback=callback)
-    except TransportError as exc:
-        return _record_failure(ctx, message_id, exc)
+        claimed = _claim_many(session, message_ids, now)
+        results.update({i: "taken" for i in message_ids if i not in claimed})
+        _preload(session, claimed)
+        for message_id in claimed:
+            message = session.get_one(Message, message_id)
+            held = _hold_reason(session, message, now)
+            if held is not None:
+                results[message_id] = held
+                continue
+            validity = _validity_seconds(session, message, now)
+            sends.append(_Send(message_id, message.to_number, message.body, validity))
+    outcomes = _send_all(ctx, sends)
     with ctx.db.session() as session:
-        message = session.get_one(Message, message_id)
-        message.twilio_sid = message.twilio_sid or result.sid
-        message.sent_at = ctx.clock()
-        if message.status == "claimed":  # else a status callback already moved it on
-            message.status, message.status_updated_at = result.status, message.sent_at
-        return message.status
+        now = ctx.clock()
+        unexpected: BaseException | None = None
+        for send, outcome in zip(sends, outcomes, strict=True):
+            if isinstance(outcome, SendResult):
+                results[send.message_id] = _record_sent(session, send.message_id, outcome, now)
+            elif isinstance(outcome, TransportError):
+                results[send.message_id] = _record_failure(session, send.message_id, outcome, now)
+            elif isinstance(outcome, BaseException):
+                # A bug, not a delivery problem: the claim's lease will expire and retry it.
+                unexpected = unexpected or outcome
+    if unexpected is not None:
+        raise unexpected
+    return results
+
+
+def _send_all(ctx: Context, sends: list[_Send]) -> list[object]:
+    def send_one(send: _Send) -> object:
+        try:
+            if ctx.limiter is not None:
+                ctx.limiter.acquire()
+            # The row's id rides on the callback URL, so a callback that beats us to
+            # recording the SID still finds its message.
+            callback = f"{ctx.status_callback_url}?message={send.message_id}"
+            return ctx.sms.send_sms(
+                send.to, send.body, status_callback=callback, validity_seconds=send.validity_seconds
+            )
+        except Exception as exc:  # noqa: BLE001 - sorted out by the caller
+            return exc
+
+    if len(sends) <= 1:
+        return [send_one(send) for send in sends]
+    with ThreadPoolExecutor(max_workers=min(SEND_CONCURRENCY, len(sends))) as pool:
+        return list(pool.map(send_one, sends))
+
+
+def _record_sent(session: Session, message_id: int, result: SendResult, now: datetime) -> str:
+    message = session.get_one(Message, message_id)
+    message.twilio_sid = message.twilio_sid or result.sid
+    message.sent_at = now
+    if message.status == "claimed":  # else a status callback already moved it on
+        message.status, message.status_updated_at = result.status, now
+    return message.status
+
+
+def _claim_many(session: Session, message_ids: Sequence[int], now: datetime) -> list[int]:
+    # The conditional UPDATE is the lock: a row another worker took no longer matches.
+    stmt = (
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.status == "pending")
+        .values(status="claimed", attempts=Message.attempts + 1, send_after=now + SEND_LEASE)
+        .returning(Message.id)
+    )
+    return sorted(session.scalars(stmt))
+
+
+def _preload(session: Session, message_ids: list[int]) -> None:
+    """Load the rows `_hold_reason` looks at in three queries instead of three per message."""
+    if not message_ids:
+        return
+    messages = list(session.scalars(select(Message).where(Message.id.in_(message_ids))))
+    patient_ids = {m.patient_id for m in messages if m.patient_id is not None}
+    checkin_ids = {m.checkin_id for m in messages if m.checkin_id is not None}
+    patients = list(session.scalars(select(Patient).where(Patient.id.in_(patient_ids))))
+    program_ids = {p.program_id for p in patients}
+    list(session.scalars(select(Program).where(Program.id.in_(program_ids))))
+    list(session.scalars(select(CheckIn).where(CheckIn.id.in_(checkin_ids))))
+
+
+def _validity_seconds(session: Session, message: Message, now: datetime) -> int | None:
+    """How long Twilio may hold a scheduled text before dropping it: never past the start of
+    quiet hours, the end of its check-in, or MAX_STALENESS (a late check-in is a stale one)."""
+    if message.purpose not in QUIET_HOURS_APPLY_TO or message.patient_id is None:
+        return None
+    patient = session.get_one(Patient, message.patient_id)
+    program = session.get_one(Program, patient.program_id)
+    zone = ZoneInfo(patient.timezone)
+    local = now.astimezone(zone)
+    quiet = datetime.combine(local.date(), program.quiet_start, tzinfo=zone)
+    deadline = min(quiet.astimezone(UTC), now + MAX_STALENESS)
+    if message.checkin_id is not None:
+        deadline = min(deadline, session.get_one(CheckIn, message.checkin_id).expires_at)
+    seconds = int((deadline - now).total_seconds())
+    return max(MIN_VALIDITY_SECONDS, min(seconds, MAX_VALIDITY_SECONDS))
 
 
 def deliver_due(ctx: Context, limit: int = 200) -> int:
@@ -121,19 +222,8 @@ def deliver_due(ctx: Context, limit: int = 200) -> int:
             .where(Message.id.in_(ids), Message.status == "claimed")
             .values(status="pending")
         )
-    for message_id in ids:
-        deliver(ctx, message_id)
+    deliver_many(ctx, ids)
     return len(ids)
-
-
-def _claim(session: Session, message_id: int, now: datetime) -> bool:
-    # The conditional UPDATE is the lock: only one worker sees rowcount 1.
-    result = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == "pending")
-        .values(status="claimed", attempts=Message.attempts + 1, send_after=now + SEND_LEASE)
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _hold_reason(session: Session, message: Message, now: datetime) -> str | None:
@@ -163,21 +253,19 @@ def _hold_reason(session: Session, message: Message, now: datetime) -> str | Non
     return None
 
 
-def _record_failure(ctx: Context, message_id: int, exc: TransportError) -> str:
-    with ctx.db.session() as session:
-        now = ctx.clock()
-        message = session.get_one(Message, message_id)
-        message.error_code, message.error_message = exc.code, exc.message
-        message.status_updated_at = now
-        if not exc.permanent and message.attempts < MAX_ATTEMPTS:
-            message.status = "pending"
-            message.send_after = now + _backoff(message.attempts)
-            return "retrying"
-        message.status = "failed"
-        _fail_checkin(session, message)
-        if message.patient_id is not None:
-            _apply_permanent_error(session, message.patient_id, exc.code, now)
-        return "failed"
+def _record_failure(session: Session, message_id: int, exc: TransportError, now: datetime) -> str:
+    message = session.get_one(Message, message_id)
+    message.error_code, message.error_message = exc.code, exc.message
+    message.status_updated_at = now
+    if not exc.permanent and message.attempts < MAX_ATTEMPTS:
+        message.status = "pending"
+        message.send_after = now + _backoff(message.attempts)
+        return "retrying"
+    message.status = "failed"
+    _fail_checkin(session, message)
+    if message.patient_id is not None:
+        _apply_permanent_error(session, message.patient_id, exc.code, now)
+    return "failed"
 
 
 def _backoff(attempts: int) -> timedelta:

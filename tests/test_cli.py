@@ -711,7 +711,7 @@ def test_schedules_add_for_one_patient_on_chosen_days(
         "10:30",
     )
     listed = ok(invoke(env, ["schedules", "list"])).splitlines()
-    assert listed[0] == "id,flow,local_time,days,phone,active"
+    assert listed[0] == "id,flow,local_time,days,after_infusion,start,end,phone,active"
     assert any(ALICE in line and "10:30" in line for line in listed[1:])
 
 

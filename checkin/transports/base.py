@@ -26,4 +26,11 @@ class SendResult:
 class SmsTransport(Protocol):
     name: str
 
-    def send_sms(self, to: str, body: str, *, status_callback: str | None) -> SendResult: ...
+    def send_sms(
+        self,
+        to: str,
+        body: str,
+        *,
+        status_callback: str | None,
+        validity_seconds: int | None = None,
+    ) -> SendResult: ...

@@ -34,15 +34,24 @@ class TwilioSms:
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
 
-    def send_sms(self, to: str, body: str, *, status_callback: str | None) -> SendResult:
+    def send_sms(
+        self,
+        to: str,
+        body: str,
+        *,
+        status_callback: str | None,
+        validity_seconds: int | None = None,
+    ) -> SendResult:
         sender: dict[str, str] = (
             {"messaging_service_sid": self.messaging_service_sid}
             if self.messaging_service_sid
             else {"from_": self.from_number or ""}
         )
-        kwargs: dict[str, str] = {"to": to, "body": body, **sender}
+        kwargs: dict[str, object] = {"to": to, "body": body, **sender}
         if status_callback:
             kwargs["status_callback"] = status_callback
+        if validity_seconds is not None:
+            kwargs["validity_period"] = validity_seconds
         try:
             message = self.client.messages.create(**kwargs)
         except TwilioRestException as exc:
