@@ -15,20 +15,22 @@ import os
 import signal
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from types import FrameType
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from checkin import alerts, flows, outbox, schedules
+from checkin import flows, outbox, schedules
 from checkin.catalog import render
 from checkin.context import Context
 from checkin.conversations import expire
 from checkin.flows import engine
 from checkin.models import (
+    Alert,
     CheckIn,
     Message,
     Patient,
@@ -230,45 +232,100 @@ def dispatch(ctx: Context, limit: int = BATCH) -> int:
                 )
             )
         )
-    for checkin_id in claimed:
-        try:
-            start_checkin(ctx, checkin_id, token)
-        except Exception:
-            log.exception("starting check-in %s failed; its lease will expire", checkin_id)
+    try:
+        start_checkins(ctx, claimed, token)
+    except Exception:
+        log.exception("starting %d check-ins failed; their leases will expire", len(claimed))
     return len(claimed)
 
 
 def start_checkin(ctx: Context, checkin_id: int, token: str) -> str:
     """Send a claimed check-in's first question, or settle why it is not sent."""
+    return start_checkins(ctx, [checkin_id], token).get(checkin_id, "taken")
+
+
+def start_checkins(ctx: Context, checkin_ids: list[int], token: str) -> dict[int, str]:
+    """Start claimed check-ins in one transaction, then send their first questions together."""
+    results: dict[int, str] = {}
+    queued: dict[int, int] = {}  # check-in id -> message id
     with ctx.db.session() as session:
         now = ctx.clock()
-        checkin = session.get_one(CheckIn, checkin_id)
-        if checkin.status != "sending" or checkin.claimed_by != token:
-            return "taken"
-        verdict = _verdict(session, checkin, now)
-        if verdict != "send":
-            return verdict
-        flow = flows.version(checkin.flow, checkin.flow_version)
-        outcome = engine.start(flow)
-        patient = checkin.patient
-        body = " ".join(render(t.key, patient.language, t.params) for t in outcome.texts)
-        message = outbox.queue(
-            session,
-            to=patient.phone,
-            from_number=ctx.settings.sender,
-            body=body,
-            purpose="checkin",
-            patient_id=patient.id,
-            checkin_id=checkin.id,
-            now=now,
-            idempotency_key=f"checkin:{checkin.id}:start",
+        batch = _Batch.load(session, checkin_ids)
+        for checkin in batch.checkins:
+            if checkin.status != "sending" or checkin.claimed_by != token:
+                results[checkin.id] = "taken"
+                continue
+            verdict = _verdict(session, checkin, now, batch)
+            if verdict != "send":
+                results[checkin.id] = verdict
+                continue
+            queued[checkin.id] = _open(ctx, session, checkin, now).id
+            batch.open_by_patient.setdefault(checkin.patient_id, []).append(checkin)
+    sent = outbox.deliver_many(ctx, list(queued.values()))
+    results.update({checkin_id: sent[message_id] for checkin_id, message_id in queued.items()})
+    return results
+
+
+@dataclass
+class _Batch:
+    """What the verdicts of a batch of check-ins read, loaded in a few queries."""
+
+    checkins: list[CheckIn]
+    in_crisis: set[int]
+    open_by_patient: dict[int, list[CheckIn]]
+
+    @classmethod
+    def load(cls, session: Session, checkin_ids: list[int]) -> _Batch:
+        checkins = list(
+            session.scalars(
+                select(CheckIn)
+                .where(CheckIn.id.in_(checkin_ids))
+                .options(selectinload(CheckIn.patient))
+                .order_by(CheckIn.due_at, CheckIn.id)
+            )
         )
-        checkin.status, checkin.state, checkin.sent_at = "open", outcome.state.to_dict(), now
-        checkin.lease_until = None
-    return outbox.deliver(ctx, message.id)
+        patient_ids = {c.patient_id for c in checkins}
+        in_crisis = set(
+            session.scalars(
+                select(Alert.patient_id).where(
+                    Alert.patient_id.in_(patient_ids),
+                    Alert.kind == "crisis",
+                    Alert.status != "resolved",
+                )
+            )
+        )
+        open_by_patient: dict[int, list[CheckIn]] = {}
+        for other in session.scalars(
+            select(CheckIn).where(CheckIn.patient_id.in_(patient_ids), CheckIn.status == "open")
+        ):
+            open_by_patient.setdefault(other.patient_id, []).append(other)
+        program_ids = {c.patient.program_id for c in checkins}
+        list(session.scalars(select(Program).where(Program.id.in_(program_ids))))
+        return cls(checkins, in_crisis, open_by_patient)
 
 
-def _verdict(session: Session, checkin: CheckIn, now: datetime) -> str:
+def _open(ctx: Context, session: Session, checkin: CheckIn, now: datetime) -> Message:
+    flow = flows.version(checkin.flow, checkin.flow_version)
+    outcome = engine.start(flow)
+    patient = checkin.patient
+    body = " ".join(render(t.key, patient.language, t.params) for t in outcome.texts)
+    message = outbox.queue(
+        session,
+        to=patient.phone,
+        from_number=ctx.settings.sender,
+        body=body,
+        purpose="checkin",
+        patient_id=patient.id,
+        checkin_id=checkin.id,
+        now=now,
+        idempotency_key=f"checkin:{checkin.id}:start",
+    )
+    checkin.status, checkin.state, checkin.sent_at = "open", outcome.state.to_dict(), now
+    checkin.lease_until = None
+    return message
+
+
+def _verdict(session: Session, checkin: CheckIn, now: datetime, batch: _Batch) -> str:
     """'send', or the status the check-in was settled with instead."""
     patient = checkin.patient
     zone = ZoneInfo(patient.timezone)
@@ -278,11 +335,11 @@ def _verdict(session: Session, checkin: CheckIn, now: datetime) -> str:
         return _settle(checkin, "skipped", f"patient {patient.status.replace('_', ' ')}")
     if is_paused(patient, now.astimezone(zone).date()):
         return _settle(checkin, "skipped", "patient paused")
-    if alerts.has_open_crisis(session, patient.id):
+    if patient.id in batch.in_crisis:
         return _settle(checkin, "skipped", "crisis alert open: scripted questions paused")
-    for other in session.scalars(
-        select(CheckIn).where(CheckIn.patient_id == patient.id, CheckIn.status == "open")
-    ):
+    for other in batch.open_by_patient.get(patient.id, []):
+        if other.status != "open":
+            continue
         if other.expires_at <= now:
             expire(session, other, now)
         elif other.flow == checkin.flow:
