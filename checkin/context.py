@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from checkin.clock import Clock, shifted_clock, system_clock
 from checkin.config import Settings, load_settings
@@ -18,6 +19,7 @@ class Context:
     sms: SmsTransport
     clock: Clock
     limiter: SendRateLimiter | None = None
+    last_planned: datetime | None = None  # the scheduler's own bookkeeping (plan_if_due)
 
     @property
     def status_callback_url(self) -> str:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 # How far ahead a tick plans rows; anything due sooner than this is in the table already.
 PLAN_AHEAD = timedelta(minutes=10)
+PLAN_EVERY = timedelta(minutes=1)
 # After an outage, planning looks back at most this far to record what was missed.
 MISFIRE_LOOKBACK = timedelta(days=7)
 # Rows per INSERT: well inside SQLite's and PostgreSQL's bound-parameter limits.
@@ -68,7 +69,7 @@ def tick(ctx: Context) -> dict[str, int]:
     """One pass of all the scheduler's work; each step is safe to run in several workers."""
     counts = {}
     for name, step in (
-        ("planned", plan),
+        ("planned", plan_if_due),
         ("dispatched", dispatch),
         ("reminded", remind),
         ("delivered", outbox.deliver_due),
@@ -80,6 +81,17 @@ def tick(ctx: Context) -> dict[str, int]:
             log.exception("scheduler step %s failed", name)
             counts[name] = -1
     return counts
+
+
+def plan_if_due(ctx: Context) -> int:
+    """Plan at most once per PLAN_EVERY in this process: planning looks PLAN_AHEAD forward,
+    so nothing is late, and a tick with 100,000 patients stays cheap."""
+    now = ctx.clock()
+    last = ctx.last_planned
+    if last is not None and last <= now < last + PLAN_EVERY:
+        return 0
+    ctx.last_planned = now
+    return plan(ctx)
 
 
 def plan(ctx: Context) -> int:
@@ -179,9 +191,12 @@ def _recent_infusions(session: Session, now: datetime) -> dict[int, list[tuple[i
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
+    # One statement executed over many parameter sets (SQLAlchemy batches it): compiling a
+    # 500-row VALUES clause instead cost 0.14 s a chunk, most of a 10,000-patient plan.
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(CheckIn).values(rows)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]))
+    table = CheckIn.__table__
+    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    session.connection().execute(stmt, rows)
 
 
 def _program_schedules(session: Session) -> dict[int, list[Schedule]]:

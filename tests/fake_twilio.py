@@ -112,11 +112,21 @@ class FakeTwilio:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as Twilio's API does; every reply carries a Content-Length.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 fake.handle(self)
+
+            def do_GET(self) -> None:  # noqa: N802 - counters for benchmarks in other processes
+                if self.path == "/_reset":
+                    fake.reset()
+                with fake.lock:
+                    stats = {"sent": len(fake.sent), "distinct_to": len({s.to for s in fake.sent})}
+                _reply(self, 200, stats)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
