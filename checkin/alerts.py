@@ -37,8 +37,8 @@ def raise_alert(
     evidence: dict[str, Any],
     now: datetime,
     *,
-    public_url: str,
-    sender: str,
+    public_url: str | None = None,
+    sender: str | None = None,
 ) -> tuple[Alert, list[Message]]:
     """Open an alert (paging on-call staff) or append to the open one of the same kind.
 
@@ -71,6 +71,8 @@ def raise_alert(
     )
     if severity not in PAGED_SEVERITIES:
         return alert, []
+    if public_url is None or sender is None:
+        raise ValueError(f"a {severity} alert pages staff: public_url and sender are needed")
     return alert, _page_on_call(session, alert, patient, now, public_url, sender)
 
 

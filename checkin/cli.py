@@ -533,15 +533,16 @@ def programs_texting_hours(start: str, until: str) -> None:
 @click.option(
     "--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "json"])
 )
+@click.option("--status", help="Only alerts or messages in this status, e.g. failed")
 @friendly_errors
-def export_cmd(kind: str, fmt: str) -> None:
+def export_cmd(kind: str, fmt: str, status: str | None) -> None:
     """Write observations, alerts or messages to stdout."""
     from checkin import audit
     from checkin import export as exporter
 
     ctx = _context()
     with ctx.db.session() as session:
-        columns, data = exporter.rows(session, kind)
+        columns, data = exporter.rows(session, kind, status)
         click.echo(exporter.render(columns, data, fmt), nl=False)
         audit.record(session, ctx.clock(), _actor(), "export", kind, format=fmt)
 

@@ -16,12 +16,16 @@ from checkin.models import Alert, Answer, Message, Patient
 KINDS = ("observations", "alerts", "messages")
 
 
-def rows(session: Session, kind: str) -> tuple[list[str], Iterator[dict[str, Any]]]:
+def rows(
+    session: Session, kind: str, status: str | None = None
+) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """Columns and rows of one export; `status` keeps only alerts or messages in that state
+    (``export messages --status failed`` lists the dead letters)."""
     if kind == "observations":
         return OBSERVATION_COLUMNS, _observations(session)
     if kind == "alerts":
-        return ALERT_COLUMNS, _alerts(session)
-    return MESSAGE_COLUMNS, _messages(session)
+        return ALERT_COLUMNS, (r for r in _alerts(session) if status in (None, r["status"]))
+    return MESSAGE_COLUMNS, (r for r in _messages(session) if status in (None, r["status"]))
 
 
 OBSERVATION_COLUMNS = ["phone", "measure", "value", "status", "recorded_at", "checkin_id", "note"]
@@ -43,6 +47,8 @@ MESSAGE_COLUMNS = [
     "status",
     "twilio_sid",
     "error_code",
+    "error_message",
+    "attempts",
     "created_at",
     "sent_at",
 ]
@@ -88,6 +94,8 @@ def _messages(session: Session) -> Iterator[dict[str, Any]]:
             "status": message.status,
             "twilio_sid": message.twilio_sid,
             "error_code": message.error_code,
+            "error_message": message.error_message,
+            "attempts": message.attempts,
             "created_at": message.created_at.isoformat(),
             "sent_at": _iso(message.sent_at),
         }

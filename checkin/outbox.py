@@ -282,7 +282,7 @@ def _apply_permanent_error(
         consent.opt_out(session, patient, now, source="twilio_error_21610", actor="twilio")
     elif code in INVALID_NUMBER_CODES and patient.status != "number_invalid":
         patient.status = "number_invalid"
-        from checkin import audit
+        from checkin import alerts, audit  # alerts queues pages through this module
 
         audit.record(
             session,
@@ -292,14 +292,22 @@ def _apply_permanent_error(
             f"patient:{patient.id}",
             error_code=code,
         )
+        # Staff must fix the number: nothing more will be sent until they do.
+        evidence = {"error_code": code, "rule": "Twilio reports the number invalid or not mobile"}
+        alerts.raise_alert(session, patient, "delivery_failure", "routine", evidence, now)
 
 
 def _fail_checkin(session: Session, message: Message) -> None:
+    """A check-in whose first question never reached the phone is 'failed': not delivered,
+    which the non-response rules must not count as the patient ignoring it."""
     if message.checkin_id is None or message.purpose != "checkin":
         return
     checkin = session.get_one(CheckIn, message.checkin_id)
-    if checkin.status == "open" and checkin.state.get("step", 0) == 0:
+    if checkin.status == "open" and not checkin.state.get("done"):
         checkin.status = "failed"
+        reason = f"first question not delivered ({message.status}"
+        reason += f", error {message.error_code})" if message.error_code else ")"
+        checkin.state = {**checkin.state, "reason": reason}
 
 
 def record_status(
@@ -324,8 +332,10 @@ def record_status(
     message.status, message.status_updated_at = status, now
     if error_code is not None:
         message.error_code = error_code
-    if status in ("undelivered", "failed") and message.patient_id is not None:
-        _apply_permanent_error(session, message.patient_id, error_code, now)
+    if status in ("undelivered", "failed"):
+        _fail_checkin(session, message)
+        if message.patient_id is not None:
+            _apply_permanent_error(session, message.patient_id, error_code, now)
     return True
 
 
