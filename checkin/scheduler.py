@@ -288,6 +288,7 @@ class _Batch:
     checkins: list[CheckIn]
     in_crisis: set[int]
     open_by_patient: dict[int, list[CheckIn]]
+    programs: list[Program]  # held so session.get finds them without a query
 
     @classmethod
     def load(cls, session: Session, checkin_ids: list[int]) -> _Batch:
@@ -315,8 +316,8 @@ class _Batch:
         ):
             open_by_patient.setdefault(other.patient_id, []).append(other)
         program_ids = {c.patient.program_id for c in checkins}
-        list(session.scalars(select(Program).where(Program.id.in_(program_ids))))
-        return cls(checkins, in_crisis, open_by_patient)
+        programs = list(session.scalars(select(Program).where(Program.id.in_(program_ids))))
+        return cls(checkins, in_crisis, open_by_patient, programs)
 
 
 def _open(ctx: Context, session: Session, checkin: CheckIn, now: datetime) -> Message:
