@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
@@ -90,11 +90,20 @@ class _Send:
     to: str
     body: str
     validity_seconds: int | None
+    quiet: tuple[ZoneInfo, time, time] | None  # the patient's quiet hours, for scheduled texts
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """Quiet hours began while the send waited for the rate limit: try again at `until`."""
+
+    until: datetime
 
 
 def deliver_many(ctx: Context, message_ids: Sequence[int]) -> dict[int, str]:
-    """Claim, check and send many messages: one transaction before, sends in parallel (under
-    the shared rate limit), one transaction after. Returns each message's new status."""
+    """Claim, check and send many messages: one transaction before, then rounds of parallel
+    sends (under the shared rate limit), each recorded in one transaction before the next.
+    Returns each message's new status."""
     results: dict[int, str] = {}
     sends: list[_Send] = []
     with ctx.db.session() as session:
@@ -109,22 +118,30 @@ def deliver_many(ctx: Context, message_ids: Sequence[int]) -> dict[int, str]:
                 results[message_id] = held
                 continue
             validity = _validity_seconds(session, message, now)
-            sends.append(_Send(message_id, message.to_number, message.body, validity))
+            quiet = _quiet_hours(session, message)
+            sends.append(_Send(message_id, message.to_number, message.body, validity, quiet))
         del loaded
-    outcomes = _send_all(ctx, sends)
-    with ctx.db.session() as session:
-        now = ctx.clock()
-        loaded = _preload(session, [send.message_id for send in sends])
-        unexpected: BaseException | None = None
-        for send, outcome in zip(sends, outcomes, strict=True):
-            if isinstance(outcome, SendResult):
-                results[send.message_id] = _record_sent(session, send.message_id, outcome, now)
-            elif isinstance(outcome, TransportError):
-                results[send.message_id] = _record_failure(session, send.message_id, outcome, now)
-            elif isinstance(outcome, BaseException):
-                # A bug, not a delivery problem: the claim's lease will expire and retry it.
-                unexpected = unexpected or outcome
-        del loaded
+    unexpected: BaseException | None = None
+    # One round of parallel sends is recorded before the next starts: a worker killed mid-batch
+    # leaves at most one round (SEND_CONCURRENCY) sent but unrecorded, to be sent again.
+    for first in range(0, len(sends), SEND_CONCURRENCY):
+        chunk = sends[first : first + SEND_CONCURRENCY]
+        outcomes = _send_all(ctx, chunk)
+        with ctx.db.session() as session:
+            now = ctx.clock()
+            loaded = _preload(session, [send.message_id for send in chunk])
+            for send, outcome in zip(chunk, outcomes, strict=True):
+                message_id = send.message_id
+                if isinstance(outcome, SendResult):
+                    results[message_id] = _record_sent(session, message_id, outcome, now)
+                elif isinstance(outcome, _Deferred):
+                    results[message_id] = _record_deferred(session, message_id, outcome.until)
+                elif isinstance(outcome, TransportError):
+                    results[message_id] = _record_failure(session, message_id, outcome, now)
+                elif isinstance(outcome, BaseException):
+                    # A bug, not a delivery problem: the claim's lease will expire and retry it.
+                    unexpected = unexpected or outcome
+            del loaded
     if unexpected is not None:
         raise unexpected
     return results
@@ -135,6 +152,12 @@ def _send_all(ctx: Context, sends: list[_Send]) -> list[object]:
         try:
             if ctx.limiter is not None:
                 ctx.limiter.acquire()
+                # The wait for a slot may have run into quiet hours: check again.
+                if send.quiet is not None:
+                    now = ctx.clock()
+                    allowed = next_allowed(now, *send.quiet)
+                    if allowed > now:
+                        return _Deferred(allowed)
             # The row's id rides on the callback URL, so a callback that beats us to
             # recording the SID still finds its message.
             callback = f"{ctx.status_callback_url}?message={send.message_id}"
@@ -157,6 +180,21 @@ def _record_sent(session: Session, message_id: int, result: SendResult, now: dat
     if message.status == "claimed":  # else a status callback already moved it on
         message.status, message.status_updated_at = result.status, now
     return message.status
+
+
+def _record_deferred(session: Session, message_id: int, until: datetime) -> str:
+    message = session.get_one(Message, message_id)
+    message.status, message.send_after = "pending", until
+    message.attempts -= 1  # not an attempt: nothing was sent
+    return "deferred"
+
+
+def _quiet_hours(session: Session, message: Message) -> tuple[ZoneInfo, time, time] | None:
+    if message.purpose not in QUIET_HOURS_APPLY_TO or message.patient_id is None:
+        return None
+    patient = session.get_one(Patient, message.patient_id)
+    program = session.get_one(Program, patient.program_id)
+    return ZoneInfo(patient.timezone), program.quiet_start, program.quiet_end
 
 
 def _claim_many(session: Session, message_ids: Sequence[int], now: datetime) -> list[int]:

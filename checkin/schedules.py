@@ -82,7 +82,8 @@ def dues(
     if schedule.kind == "infusion":
         days = {
             infusion_day + timedelta(days=k): event_id
-            for event_id, infusion_day in sorted(infusions, key=lambda e: e[1], reverse=True)
+            # Oldest first, so when two infusions land on one day the most recent one wins.
+            for event_id, infusion_day in sorted(infusions, key=lambda e: e[1])
             for k in parse_offsets(schedule.day_offsets or "")
         }
     else:
