@@ -15,12 +15,13 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from checkin import scheduler
+from checkin import scheduler, schedules
 from checkin.config import load_settings
 from checkin.context import Context, make_context
 from checkin.migrate import upgrade
 from checkin.models import Answer, CheckIn, Patient
 from checkin.patients import NewPatient, enrol
+from checkin.programs import default_program
 from checkin.staff import add as add_staff
 
 DEMO_PHONES = ("+16175550101", "+13105550102", "+13125550103")
@@ -100,7 +101,34 @@ def seed(ctx: Context) -> bool:
                 welcome=False,
             )
             _history(session, patient, now)
+        _clinic_schedules(session, now)
     return True
+
+
+def _clinic_schedules(session: Session, now: datetime) -> None:
+    """What a clinic would add on top of the daily default (see README, "Set up a clinic")."""
+    program = default_program(session, now)
+    schedules.add(
+        session,
+        program,
+        flow="weekly_mood",
+        local_time=time(10, 0),
+        days="mon",
+        patient=None,
+        now=now,
+        actor="demo",
+    )
+    schedules.add(
+        session,
+        program,
+        flow="post_infusion",
+        local_time=time(10, 0),
+        days=schedules.parse_days(None),
+        patient=None,
+        now=now,
+        actor="demo",
+        day_offsets="1",
+    )
 
 
 def demo_patients(now: datetime) -> list[NewPatient]:
