@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 LANGUAGES = ("en", "es")
+# Sent by email, not SMS: the one-segment rule does not apply; the first line is the subject.
+EMAIL_KEYS = frozenset({"staff_alert_email", "staff_digest"})
 
 CATALOG: dict[str, dict[str, str]] = {
     "welcome": {
@@ -155,8 +157,31 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     # Staff-facing: a reference, the kind, the severity and a link. Nothing about the patient.
     "staff_alert": {
-        "en": "checkin {severity} alert {ref}: {kind}. Details: {link}",
-        "es": "checkin alerta {severity} {ref}: {kind}. Detalles: {link}",
+        "en": "checkin {severity} alert {ref}: {kind}. Details: {link} Reply ACK {ref} to "
+        "acknowledge.",
+        "es": "checkin alerta {severity} {ref}: {kind}. Detalles: {link} Responda ACK {ref} "
+        "para confirmar.",
+    },
+    # The first line is the subject.
+    "staff_alert_email": {
+        "en": "checkin {severity} alert {ref}: {kind}\n\nOpen {link} to see the evidence and "
+        "to acknowledge or resolve it. You can also text ACK {ref} from your registered phone.",
+        "es": "checkin alerta {severity} {ref}: {kind}\n\nAbra {link} para ver la evidencia y "
+        "confirmarla o cerrarla. Tambien puede enviar ACK {ref} desde su telefono registrado.",
+    },
+    "staff_ack": {
+        "en": "Acknowledged {ref}. Resolve it with a note on the dashboard.",
+        "es": "Confirmada {ref}. Cierrela con una nota en el panel.",
+    },
+    "staff_ack_failed": {
+        "en": "Not acknowledged: {reason}.",
+        "es": "No confirmada: {reason}.",
+    },
+    "staff_digest": {
+        "en": "checkin daily digest: {count} routine alert(s)\n\n{lines}\n\nRoutine alerts are "
+        "not paged; open each link to acknowledge or resolve it.",
+        "es": "checkin resumen diario: {count} alerta(s) de rutina\n\n{lines}\n\nLas alertas "
+        "de rutina no se envian por SMS; abra cada enlace para confirmarla o cerrarla.",
     },
 }
 

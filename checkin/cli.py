@@ -490,6 +490,85 @@ def schedules_preview(phone: str, start: str | None, days: int) -> None:
             )
 
 
+# --- alerts -----------------------------------------------------------------------------
+
+
+@cli.group("alerts")
+def alerts_group() -> None:
+    """The alert inbox: list, acknowledge, resolve."""
+
+
+@alerts_group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["open", "acknowledged", "resolved", "all"]),
+    default="open",
+    show_default=True,
+)
+@friendly_errors
+def alerts_list(status: str) -> None:
+    """Alerts as CSV, most severe then oldest first."""
+    from sqlalchemy import select
+
+    from checkin.alerts import SEVERITY_RANK
+    from checkin.models import Alert
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        stmt = select(Alert) if status == "all" else select(Alert).where(Alert.status == status)
+        rows = sorted(
+            session.scalars(stmt), key=lambda a: (-SEVERITY_RANK[a.severity], a.created_at)
+        )
+        click.echo("ref,kind,severity,status,created_at,evidence_items")
+        for a in rows:
+            click.echo(
+                f"{a.ref},{a.kind},{a.severity},{a.status},{a.created_at.isoformat()},"
+                f"{len(a.evidence)}"
+            )
+
+
+def _staff_member(session: Any, email: str) -> Any:
+    from sqlalchemy import select
+
+    from checkin.models import StaffUser
+
+    member = session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+    if member is None:
+        raise UserError(f"no staff member with email {email}")
+    return member
+
+
+@alerts_group.command("ack")
+@click.argument("ref")
+@click.option("--email", required=True, help="Who acknowledges (a staff email)")
+@friendly_errors
+def alerts_ack(ref: str, email: str) -> None:
+    """Acknowledge an alert: you are looking at it."""
+    from checkin import alerts
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        alert = alerts.by_ref(session, ref)
+        alerts.acknowledge(session, alert, _staff_member(session, email), ctx.clock(), via="cli")
+        click.echo(f"acknowledged {alert.ref}")
+
+
+@alerts_group.command("resolve")
+@click.argument("ref")
+@click.option("--email", required=True, help="Who resolves (a staff email)")
+@click.option("--note", required=True, help="What was done")
+@friendly_errors
+def alerts_resolve(ref: str, email: str, note: str) -> None:
+    """Resolve an alert with a note."""
+    from checkin import alerts
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        alert = alerts.by_ref(session, ref)
+        alerts.resolve(session, alert, _staff_member(session, email), note, ctx.clock(), via="cli")
+        click.echo(f"resolved {alert.ref}")
+
+
 # --- programs ---------------------------------------------------------------------------
 
 

@@ -47,6 +47,15 @@ class Settings:
     demo: bool
     scheduler_tick_seconds: float
     clock_start: datetime | None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "checkin@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    escalate_after_minutes: float = 15.0
+    digest_time: str = "08:00"
+    digest_timezone: str = "UTC"
 
     @property
     def webhook_auth_token(self) -> str | None:
@@ -108,6 +117,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         demo=demo,
         scheduler_tick_seconds=_number(env, "CHECKIN_SCHEDULER_TICK_SECONDS", 30.0, minimum=0.2),
         clock_start=_instant(env, "CHECKIN_CLOCK_START"),
+        smtp_host=_opt(env, "CHECKIN_SMTP_HOST"),
+        smtp_port=int(_number(env, "CHECKIN_SMTP_PORT", 25, minimum=1)),
+        smtp_from=_opt(env, "CHECKIN_SMTP_FROM") or "checkin@localhost",
+        smtp_username=_opt(env, "CHECKIN_SMTP_USERNAME"),
+        smtp_password=_opt(env, "CHECKIN_SMTP_PASSWORD"),
+        smtp_starttls=_flag(env, "CHECKIN_SMTP_STARTTLS"),
+        escalate_after_minutes=_number(env, "CHECKIN_ESCALATE_AFTER_MINUTES", 15.0, minimum=1.0),
+        digest_time=_hhmm(env, "CHECKIN_DIGEST_TIME", "08:00"),
+        digest_timezone=_zone(env, "CHECKIN_DIGEST_TIMEZONE", "UTC"),
     )
 
 
@@ -199,4 +217,24 @@ def _instant(env: Mapping[str, str], name: str) -> datetime | None:
         raise ConfigError(name, f"must be an ISO 8601 instant, got {raw!r}") from None
     if value.tzinfo is None:
         raise ConfigError(name, "must include a UTC offset, e.g. 2026-03-08T08:59:00-05:00")
+    return value
+
+
+def _hhmm(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _opt(env, name) or default
+    try:
+        datetime.strptime(value, "%H:%M")
+    except ValueError:
+        raise ConfigError(name, f"must be HH:MM, got {value!r}") from None
+    return value
+
+
+def _zone(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _opt(env, name) or default
+    from checkin.phones import InvalidTimezone, check_timezone
+
+    try:
+        check_timezone(value)
+    except InvalidTimezone as exc:
+        raise ConfigError(name, str(exc)) from None
     return value

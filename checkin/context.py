@@ -10,6 +10,7 @@ from checkin.config import Settings, load_settings
 from checkin.db import Database
 from checkin.ratelimit import SendRateLimiter
 from checkin.transports import SmsTransport, sms_transport
+from checkin.transports.smtp_email import SmtpEmail
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Context:
     sms: SmsTransport
     clock: Clock
     limiter: SendRateLimiter | None = None
+    email: SmtpEmail | None = None  # None when no CHECKIN_SMTP_HOST is set
     last_planned: datetime | None = None  # the scheduler's own bookkeeping (plan_if_due)
 
     @property
@@ -31,6 +33,15 @@ def make_context(settings: Settings | None = None) -> Context:
     clock = shifted_clock(settings.clock_start) if settings.clock_start else system_clock
     db = Database(settings.database_url)
     ctx = Context(settings, db, sms_transport(settings), clock)
+    if settings.smtp_host:
+        ctx.email = SmtpEmail(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_from,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+        )
     if settings.send_rate_per_second > 0:
         ctx.limiter = SendRateLimiter(db, settings.send_rate_per_second, lambda: ctx.clock())
     return ctx

@@ -18,7 +18,7 @@ from checkin import alerts, consent, crisis, flows, keywords
 from checkin.catalog import render
 from checkin.context import Context
 from checkin.flows import engine
-from checkin.models import Answer, CheckIn, Message, Patient
+from checkin.models import Answer, CheckIn, Message, Patient, StaffUser
 from checkin.patients import find, program_of
 from checkin.phones import InvalidPhone, normalise_phone
 from checkin.trends import checkin_findings
@@ -121,6 +121,9 @@ class _Turn:
         if matched is not None:
             return self.crisis(matched)
         if self.patient is None:
+            staff = self.staff_member()
+            if staff is not None:
+                return self.staff_text(staff)
             return self.unknown_sender()
         keyword = keywords.classify(
             self.message.body,
@@ -156,6 +159,22 @@ class _Turn:
         }
         handled.pages = self.alert("crisis", "urgent", evidence)
         return handled
+
+    def staff_member(self) -> StaffUser | None:
+        return self.session.scalar(
+            select(StaffUser).where(
+                StaffUser.phone == self.message.from_number, StaffUser.active.is_(True)
+            )
+        )
+
+    def staff_text(self, staff: StaffUser) -> Handled:
+        """Staff answer pages from their registered phone: 'ACK K7Q2X9'."""
+        self.message.purpose, self.message.staff_id = "staff", staff.id
+        reply = alerts.handle_ack_text(self.session, staff, self.message.body, self.now)
+        if reply is None:
+            reason = "send ACK and the alert reference, e.g. ACK K7Q2X9"
+            reply = render("staff_ack_failed", "en", {"reason": reason})
+        return Handled([reply], purpose="staff")
 
     def unknown_sender(self) -> Handled:
         """One generic reply a day per number, with no patient data; never enrolled."""
@@ -281,8 +300,7 @@ class _Turn:
             severity,
             evidence,
             self.now,
-            public_url=self.ctx.settings.public_url,
-            sender=self.ctx.settings.sender,
+            alerts.Pager.of(self.ctx),
         )
         return [page.id for page in pages]
 

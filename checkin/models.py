@@ -68,6 +68,8 @@ class Program(Base):
     # CLINICAL.md "Quiet hours": 08:00-21:00 local (TCPA 47 CFR 64.1200(c)(1)); narrower only.
     quiet_end: Mapped[time] = mapped_column(Time, default=time(8, 0))
     quiet_start: Mapped[time] = mapped_column(Time, default=time(21, 0))
+    # Trend-rule settings for the whole program (keys of trends.RuleParams).
+    rule_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
 
 
@@ -87,6 +89,8 @@ class Patient(Base):
     paused_until: Mapped[date | None] = mapped_column(Date)
     consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    # This patient's own trend-rule settings, layered over the program's.
+    rule_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
     program: Mapped[Program] = relationship()
 
@@ -204,6 +208,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         CheckConstraint(_in("direction", MESSAGE_DIRECTIONS), name="direction"),
+        CheckConstraint(_in("channel", ("sms", "email")), name="channel"),
         Index("ix_messages_status_send_after", "status", "send_after"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -211,8 +216,10 @@ class Message(Base):
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"))
-    to_number: Mapped[str] = mapped_column(String(20))
-    from_number: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(10), default="sms", server_default="sms")
+    # A phone number (E.164) for SMS, an address for email.
+    to_number: Mapped[str] = mapped_column(String(254))
+    from_number: Mapped[str] = mapped_column(String(254))
     body: Mapped[str] = mapped_column(Text)
     # welcome, checkin, reply, keyword, crisis, alert, unknown_sender, patient (inbound)
     purpose: Mapped[str] = mapped_column(String(20))
@@ -259,6 +266,8 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    # When the alert went to the next tier for want of an acknowledgement.
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     patient: Mapped[Patient] = relationship()
 
@@ -269,6 +278,7 @@ class AlertNotification(Base):
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
     channel: Mapped[str] = mapped_column(String(10))  # sms, email
+    tier: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # 2 = escalation
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -58,8 +58,10 @@ def queue(
     checkin_id: int | None = None,
     send_after: datetime | None = None,
     idempotency_key: str | None = None,
+    channel: str = "sms",
 ) -> Message:
     message = Message(
+        channel=channel,
         direction="outbound",
         to_number=to,
         from_number=from_number,
@@ -91,6 +93,7 @@ class _Send:
     body: str
     validity_seconds: int | None
     quiet: tuple[ZoneInfo, time, time] | None  # the patient's quiet hours, for scheduled texts
+    channel: str = "sms"
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,9 @@ def deliver_many(ctx: Context, message_ids: Sequence[int]) -> dict[int, str]:
                 continue
             validity = _validity_seconds(session, message, now)
             quiet = _quiet_hours(session, message)
-            sends.append(_Send(message_id, message.to_number, message.body, validity, quiet))
+            sends.append(
+                _Send(message_id, message.to_number, message.body, validity, quiet, message.channel)
+            )
         del loaded
     unexpected: BaseException | None = None
     # One round of parallel sends is recorded before the next starts: a worker killed mid-batch
@@ -150,6 +155,12 @@ def deliver_many(ctx: Context, message_ids: Sequence[int]) -> dict[int, str]:
 def _send_all(ctx: Context, sends: list[_Send]) -> list[object]:
     def send_one(send: _Send) -> object:
         try:
+            if send.channel == "email":
+                if ctx.email is None:
+                    raise TransportError(
+                        "email is not configured (CHECKIN_SMTP_HOST)", permanent=True
+                    )
+                return ctx.email.send_email(send.to, send.body)
             if ctx.limiter is not None:
                 ctx.limiter.acquire()
                 # The wait for a slot may have run into quiet hours: check again.

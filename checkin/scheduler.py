@@ -24,7 +24,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from checkin import flows, outbox, schedules
+from checkin import alerts, flows, outbox, schedules
 from checkin.catalog import render
 from checkin.context import Context
 from checkin.conversations import expire
@@ -37,6 +37,7 @@ from checkin.models import (
     Program,
     Schedule,
     SchedulerHeartbeat,
+    StaffUser,
     TreatmentEvent,
 )
 from checkin.patients import is_paused
@@ -72,6 +73,8 @@ def tick(ctx: Context) -> dict[str, int]:
         ("planned", plan_if_due),
         ("dispatched", dispatch),
         ("reminded", remind),
+        ("escalated", escalate_overdue),
+        ("digested", send_digests),
         ("delivered", outbox.deliver_due),
         ("closed", close_expired),
     ):
@@ -486,3 +489,81 @@ def _queue_reminder(ctx: Context, session: Session, checkin: CheckIn, now: datet
         now=now,
         idempotency_key=f"checkin:{checkin.id}:reminder",
     )
+
+
+def escalate_overdue(ctx: Context) -> int:
+    """Page admins about urgent alerts not acknowledged within the escalation interval."""
+    after = timedelta(minutes=ctx.settings.escalate_after_minutes)
+    with ctx.db.session() as session:
+        pages = alerts.escalate(session, ctx.clock(), after, alerts.Pager.of(ctx))
+        ids = [page.id for page in pages]
+    outbox.deliver_many(ctx, ids)
+    return len(ids)
+
+
+def send_digests(ctx: Context) -> int:
+    """Once a day, after CHECKIN_DIGEST_TIME, email each staff member the routine alerts of
+    the past 24 hours (routine alerts are never paged by SMS)."""
+    if ctx.email is None:
+        return 0
+    now = ctx.clock()
+    zone = ZoneInfo(ctx.settings.digest_timezone)
+    local = now.astimezone(zone)
+    due = datetime.combine(local.date(), time.fromisoformat(ctx.settings.digest_time), zone)
+    if local < due:
+        return 0
+    ids = []
+    with ctx.db.session() as session:
+        for program_id, lines in _routine_alert_lines(ctx, session, due).items():
+            ids += _queue_digests(ctx, session, program_id, lines, local.date(), now)
+    outbox.deliver_many(ctx, ids)
+    return len(ids)
+
+
+def _routine_alert_lines(ctx: Context, session: Session, due: datetime) -> dict[int, list[str]]:
+    stmt = (
+        select(Alert, Patient.program_id)
+        .join(Patient, Patient.id == Alert.patient_id)
+        .where(
+            Alert.severity == "routine",
+            Alert.created_at >= due - timedelta(days=1),
+            Alert.created_at < due,
+        )
+        .order_by(Alert.created_at)
+    )
+    lines: dict[int, list[str]] = {}
+    for alert, program_id in session.execute(stmt):
+        link = f"{ctx.settings.public_url}/alerts/{alert.ref}"
+        lines.setdefault(program_id, []).append(
+            f"{alert.ref}  {alert.kind.replace('_', ' ')}  ({alert.status})  {link}"
+        )
+    return lines
+
+
+def _queue_digests(
+    ctx: Context, session: Session, program_id: int, lines: list[str], day: date, now: datetime
+) -> list[int]:
+    body = render("staff_digest", "en", {"count": len(lines), "lines": "\n".join(lines)})
+    staff = session.scalars(
+        select(StaffUser).where(StaffUser.program_id == program_id, StaffUser.active.is_(True))
+    )
+    ids = []
+    for member in staff:
+        key = f"digest:{member.id}:{day}"
+        if session.scalar(select(Message.id).where(Message.idempotency_key == key)):
+            continue
+        assert ctx.settings.smtp_from
+        ids.append(
+            outbox.queue(
+                session,
+                to=member.email,
+                from_number=ctx.settings.smtp_from,
+                body=body,
+                purpose="digest",
+                staff_id=member.id,
+                now=now,
+                channel="email",
+                idempotency_key=key,
+            ).id
+        )
+    return ids

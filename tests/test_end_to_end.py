@@ -103,7 +103,8 @@ def test_a_daily_check_in_runs_end_to_end(
     # no score.
     ref = _alert_ref(postgres_url)
     assert [p.body for p in pages] == [  # type: ignore[attr-defined]
-        f"checkin HIGH alert {ref}: severe. Details: {url}/alerts/{ref}"
+        f"checkin HIGH alert {ref}: severe. Details: {url}/alerts/{ref} "
+        f"Reply ACK {ref} to acknowledge."
     ]
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert {(r["phone"], r["measure"], r["value"]) for r in rows} == {

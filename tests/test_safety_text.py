@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from checkin import crisis, keywords
-from checkin.catalog import CATALOG, LANGUAGES, render
+from checkin.catalog import CATALOG, EMAIL_KEYS, LANGUAGES, render
 
 CRISIS = [
     "I want to kill myself",
@@ -97,6 +97,9 @@ GSM7 = set(
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 SAMPLE = {
+    "count": 2,
+    "lines": "K7Q2X9 phq2 positive https://checkin.example.org/alerts/K7Q2X9",
+    "reason": "no alert K7Q2X9",
     "program": "Neuro Care Team",
     "support": "617-555-0100",
     "low": 0,
@@ -108,7 +111,7 @@ SAMPLE = {
 }
 
 
-@pytest.mark.parametrize("key", sorted(CATALOG))
+@pytest.mark.parametrize("key", sorted(set(CATALOG) - EMAIL_KEYS))
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_catalog_texts_fit_one_gsm7_segment(key: str, language: str) -> None:
     text = render(key, language, SAMPLE)
