@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## writes docs/benchmarks.md; needs the PostgreSQL that the tests use
+	$(BIN)/python -m bench.trends
 	$(BIN)/python -m bench.dispatch --patients 100000
 
 clean:

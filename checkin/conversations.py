@@ -14,14 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from checkin import alerts, consent, crisis, flows, keywords
+from checkin import alerts, consent, crisis, evaluation, flows, keywords
 from checkin.catalog import render
 from checkin.context import Context
 from checkin.flows import engine
 from checkin.models import Answer, CheckIn, Message, Patient, StaffUser
 from checkin.patients import find, program_of
 from checkin.phones import InvalidPhone, normalise_phone
-from checkin.trends import checkin_findings
 
 # A reply this soon after a check-in closed is answered as late (and kept, flagged), rather
 # than with "there is no check-in open".
@@ -267,7 +266,8 @@ class _Turn:
             checkin.status, checkin.completed_at = "completed", self.now
         reply = " ".join(self.text(t.key, **t.params) for t in outcome.texts)
         pages: list[int] = []
-        for finding in checkin_findings((r.measure, r.value) for r in outcome.readings):
+        self.session.flush()  # the trend rules read the answers just stored
+        for finding in evaluation.after_answers(self.session, checkin, outcome.readings, self.now):
             evidence = {**finding.evidence, "rule": finding.rule, "checkin_id": checkin.id}
             pages += self.alert(finding.kind, finding.severity, evidence)
         return Handled([reply], pages)

@@ -24,7 +24,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from checkin import alerts, flows, outbox, schedules
+from checkin import alerts, evaluation, flows, outbox, schedules
 from checkin.catalog import render
 from checkin.context import Context
 from checkin.conversations import expire
@@ -410,7 +410,30 @@ def close_expired(ctx: Context) -> int:
                 expire(session, checkin, now)
             else:
                 _settle(checkin, "missed", "the day's window ended before it could be sent")
+        session.flush()
+        pages = _judge_engagement(ctx, session, {c.patient for c in stale}, now)
+    outbox.deliver_many(ctx, pages)
     return len(stale)
+
+
+def _judge_engagement(
+    ctx: Context, session: Session, patients: set[Patient], now: datetime
+) -> list[int]:
+    """Non-response is judged when check-ins close, the only time it can change."""
+    pages: list[int] = []
+    for patient in sorted(patients, key=lambda p: p.id):
+        for finding in evaluation.non_response(session, patient):
+            _, queued = alerts.raise_alert(
+                session,
+                patient,
+                finding.kind,
+                finding.severity,
+                {**finding.evidence, "rule": finding.rule},
+                now,
+                alerts.Pager.of(ctx),
+            )
+            pages += [m.id for m in queued]
+    return pages
 
 
 def run(ctx: Context) -> None:

@@ -339,7 +339,7 @@ def test_phq2_label_answers_store_the_items_and_total_and_a_positive_screen_aler
     }
     (alert,) = alerts_of(ctx)
     assert (alert.kind, alert.severity, alert.status) == ("phq2_positive", "routine", "open")
-    assert alert.evidence[0]["value"] == 4
+    assert [j["value"] for j in alert.evidence[0]["judged"]] == [4]
     assert fake_twilio.to(BOB) == [] and fake_twilio.to(DAVE) == []  # nobody woken for it
     assert count(ctx, AlertNotification) == 0
 

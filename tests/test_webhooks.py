@@ -392,7 +392,8 @@ def test_a_severe_answer_opens_an_alert_and_texts_only_the_programs_on_call_clin
 
     (alert,) = alerts_of(ctx, world.alice_id)
     assert (alert.kind, alert.status) == ("severe", "open")
-    assert alert.evidence[0]["measure"] == measure and alert.evidence[0]["value"] == value
+    assert alert.evidence[0]["measure"] == measure
+    assert [j["value"] for j in alert.evidence[0]["judged"]] == [value]
     assert fake_twilio.to(DAVE) == []
     (page,) = fake_twilio.to(BOB)
     assert alert.ref in page.body
@@ -419,7 +420,7 @@ def test_a_second_severe_reading_while_the_alert_is_open_pages_nobody_again(
     text(client, ctx, "0")  # mood 0
 
     (alert,) = alerts_of(ctx, world.alice_id)
-    assert [(e["measure"], e["value"]) for e in alert.evidence] == [
+    assert [(e["measure"], e["judged"][-1]["value"]) for e in alert.evidence] == [
         ("fatigue", 9),
         ("pain", 10),
         ("mood", 0),
