@@ -569,6 +569,72 @@ def alerts_resolve(ref: str, email: str, note: str) -> None:
         click.echo(f"resolved {alert.ref}")
 
 
+# --- trend rules ------------------------------------------------------------------------
+
+
+@cli.group()
+def rules() -> None:
+    """Trend-rule settings: program-wide, or for one patient (see docs/clinical-defaults.md)."""
+
+
+@rules.command("show")
+@click.option("--phone", help="One patient's effective settings (program and own layered)")
+@friendly_errors
+def rules_show(phone: str | None) -> None:
+    """Print the settings in force, as JSON."""
+    import json
+
+    from checkin.evaluation import params_for
+    from checkin.patients import get
+    from checkin.programs import default_program
+    from checkin.trends import RuleParams
+
+    ctx = _context()
+    with ctx.db.session() as session:
+        if phone:
+            params = params_for(session, get(session, phone))
+        else:
+            program = default_program(session, ctx.clock())
+            params = RuleParams.from_overrides(program.rule_params or {})
+        click.echo(json.dumps(params.to_dict(), indent=2, sort_keys=True))
+
+
+@rules.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--phone", help="Set it for one patient only")
+@friendly_errors
+def rules_set(key: str, value: str, phone: str | None) -> None:
+    """Set one parameter, e.g. `rules set worsening_points 3` (VALUE is JSON; `null` clears)."""
+    import json
+
+    from checkin import audit
+    from checkin.patients import get
+    from checkin.programs import default_program
+    from checkin.trends import RuleParams
+
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    ctx = _context()
+    with ctx.db.session() as session:
+        now = ctx.clock()
+        program = default_program(session, now)
+        target = get(session, phone) if phone else program
+        layer = dict(target.rule_params or {})
+        if parsed is None and key in layer:
+            del layer[key]
+        else:
+            layer[key] = parsed
+        layers = [program.rule_params or {}, layer] if phone else [layer]
+        RuleParams.from_overrides(*layers)  # refuses an unknown key or a bad value, one line
+        target.rule_params = layer
+        where = f"patient:{target.id}" if phone else f"program:{program.id}"
+        audit.record(session, now, _actor(), "rules.set", where, key=key, value=parsed)
+        click.echo(f"{key} = {json.dumps(parsed)} for {phone or 'the whole program'}")
+
+
 # --- programs ---------------------------------------------------------------------------
 
 
