@@ -3,7 +3,8 @@
 - At most one unresolved alert per patient and kind (a partial unique index enforces it): new
   evidence is appended to the open one and nobody is paged again, unless it is more severe.
 - After an alert is resolved, a cooldown per kind applies: findings during it are appended to
-  the resolved alert as evidence, without a new alert or page. A crisis has no cooldown.
+  the resolved alert as evidence, without a new alert or page, unless they are more severe.
+  A crisis has no cooldown.
 - Urgent and high alerts page on-call clinicians of the patient's program by SMS and email;
   routine ones wait in the inbox and the daily digest, so nobody is woken for them.
 - An urgent alert not acknowledged within CHECKIN_ESCALATE_AFTER_MINUTES pages the next tier
@@ -91,7 +92,8 @@ def raise_alert(
     if existing is not None:
         return existing, _add_evidence(session, existing, item, severity, now, pager)
     cooling = _cooling_down(session, patient.id, kind, now)
-    if cooling is not None:
+    # A finding worse than the one staff resolved is news: it opens a new alert and pages.
+    if cooling is not None and SEVERITY_RANK[severity] <= SEVERITY_RANK[cooling.severity]:
         cooling.evidence = [*cooling.evidence, {**item, "during_cooldown": True}]
         cooling.updated_at = now
         audit.record(session, now, "system", "alert.cooldown_evidence", f"alert:{cooling.ref}")

@@ -64,12 +64,23 @@ def inbound_sms() -> Response:
             opt_out_type=form.get("OptOutType") or None,
         ),
     )
-    for message_id in handled.pages:
-        outbox.deliver(ctx, message_id)
     twiml = MessagingResponse()
     for body in handled.replies:
         twiml.message(body)
-    return Response(str(twiml), mimetype="text/xml")
+    response = Response(str(twiml), mimetype="text/xml")
+    if handled.pages:
+        # The patient's reply (988 for a crisis) must not wait on Twilio or a mail server:
+        # pages go out once the response is sent. They were saved first, so if this process
+        # dies before sending them, the scheduler's next tick does.
+        response.call_on_close(lambda: _send_pages(ctx, handled.pages))
+    return response
+
+
+def _send_pages(ctx: Context, message_ids: list[int]) -> None:
+    try:
+        outbox.deliver_many(ctx, message_ids)
+    except Exception:  # the scheduler retries what is still pending
+        log.exception("sending pages %s after the reply failed", message_ids)
 
 
 @bp.post("/status")

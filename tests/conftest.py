@@ -196,8 +196,18 @@ def app(ctx: Context) -> Flask:
     return application
 
 
+class ServerLikeClient(FlaskClient):
+    """Reads and closes every response as a WSGI server does, so work a view defers until
+    the response is sent (pages after a webhook reply) runs before the call returns."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    app.test_client_class = ServerLikeClient
     return app.test_client()
 
 
