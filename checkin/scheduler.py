@@ -328,17 +328,7 @@ def _open(ctx: Context, session: Session, checkin: CheckIn, now: datetime) -> Me
     outcome = engine.start(flow)
     patient = checkin.patient
     body = " ".join(render(t.key, patient.language, t.params) for t in outcome.texts)
-    message = outbox.queue(
-        session,
-        to=patient.phone,
-        from_number=ctx.settings.sender,
-        body=body,
-        purpose="checkin",
-        patient_id=patient.id,
-        checkin_id=checkin.id,
-        now=now,
-        idempotency_key=f"checkin:{checkin.id}:start",
-    )
+    message = _queue_to_patient(ctx, session, checkin, body, "checkin", now)
     checkin.status, checkin.state, checkin.sent_at = "open", outcome.state.to_dict(), now
     checkin.lease_until = None
     return message
@@ -501,16 +491,23 @@ def _queue_reminder(ctx: Context, session: Session, checkin: CheckIn, now: datet
     patient = checkin.patient
     body = " ".join(render(key, patient.language) for key in ("reminder", question.prompt))
     checkin.state = {**checkin.state, "reminded": True}
+    return _queue_to_patient(ctx, session, checkin, body, "reminder", now)
+
+
+def _queue_to_patient(
+    ctx: Context, session: Session, checkin: CheckIn, body: str, purpose: str, now: datetime
+) -> Message:
+    """A check-in's text to its patient; the key makes a second queueing of it impossible."""
     return outbox.queue(
         session,
-        to=patient.phone,
+        to=checkin.patient.phone,
         from_number=ctx.settings.sender,
         body=body,
-        purpose="reminder",
-        patient_id=patient.id,
+        purpose=purpose,
+        patient_id=checkin.patient_id,
         checkin_id=checkin.id,
         now=now,
-        idempotency_key=f"checkin:{checkin.id}:reminder",
+        idempotency_key=f"checkin:{checkin.id}:{purpose}",
     )
 
 
