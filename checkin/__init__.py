@@ -16,18 +16,20 @@ __all__ = ["create_app"]
 
 
 def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    from checkin import web, webhooks
     from checkin.context import make_context
 
     settings = settings or load_settings()
     settings.require_web()
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=settings.secret_key or "demo-only-secret", **(config or {}))
+    app.config.update(SECRET_KEY=settings.secret_key or "demo-only-secret")
+    app.config.update(web.session_config(settings))
+    app.config.update(config or {})
     ctx = make_context(settings)
     app.extensions["checkin"] = ctx
 
-    from checkin import webhooks
-
     app.register_blueprint(webhooks.bp)
+    web.init_app(app)
 
     @app.get("/healthz")
     def healthz() -> tuple[dict[str, str], int]:

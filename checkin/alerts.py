@@ -228,18 +228,33 @@ def _params(alert: Alert, public_url: str) -> dict[str, str]:
 
 
 def acknowledge(
-    session: Session, alert: Alert, staff: StaffUser, now: datetime, *, via: str
+    session: Session,
+    alert: Alert,
+    staff: StaffUser,
+    now: datetime,
+    *,
+    via: str,
+    ip: str | None = None,
 ) -> None:
     _same_program(session, alert, staff)
     if alert.status != "open":
         raise AlertError(f"alert {alert.ref} is already {alert.status}")
     alert.status, alert.acknowledged_at, alert.acknowledged_by_id = "acknowledged", now, staff.id
     alert.updated_at = now
-    audit.record(session, now, staff.email, "alert.acknowledge", f"alert:{alert.ref}", via=via)
+    audit.record(
+        session, now, staff.email, "alert.acknowledge", f"alert:{alert.ref}", via=via, **_where(ip)
+    )
 
 
 def resolve(
-    session: Session, alert: Alert, staff: StaffUser, note: str, now: datetime, *, via: str
+    session: Session,
+    alert: Alert,
+    staff: StaffUser,
+    note: str,
+    now: datetime,
+    *,
+    via: str,
+    ip: str | None = None,
 ) -> None:
     _same_program(session, alert, staff)
     if alert.status == "resolved":
@@ -250,7 +265,14 @@ def resolve(
         alert.acknowledged_at, alert.acknowledged_by_id = now, staff.id
     alert.status, alert.resolved_at, alert.resolved_by_id = "resolved", now, staff.id
     alert.resolution_note, alert.updated_at = note.strip(), now
-    audit.record(session, now, staff.email, "alert.resolve", f"alert:{alert.ref}", via=via)
+    audit.record(
+        session, now, staff.email, "alert.resolve", f"alert:{alert.ref}", via=via, **_where(ip)
+    )
+
+
+def _where(ip: str | None) -> dict[str, str]:
+    """'From where' for the audit log: the client address of a web action (none for SMS/CLI)."""
+    return {"ip": ip} if ip else {}
 
 
 def _same_program(session: Session, alert: Alert, staff: StaffUser) -> None:

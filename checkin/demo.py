@@ -208,5 +208,7 @@ In another terminal, from this folder:
   play the patient:   {env} .venv/bin/checkin text --phone {alice} "7"
   try a keyword:      {env} .venv/bin/checkin text --phone {alice} "HELP"
   export answers:     {env} .venv/bin/checkin export observations --format csv
-On-call clinician (alerts are printed as texts to {DEMO_CLINICIAN_PHONE}): bob@example.org
+Staff sign-in at http://{host}:{port}/ :
+  clinician bob@example.org / demo-password-bob (on call; pages are printed as texts to
+  {DEMO_CLINICIAN_PHONE}), admin carol@example.org / demo-password-carol
 """)

@@ -1,0 +1,114 @@
+"""The staff web app: sign-in, the alerts inbox and the alert page (more blueprints follow).
+
+Server-rendered Jinja, no JavaScript build step. Every form carries a CSRF token (Flask-WTF);
+the Twilio webhooks are exempt because their signature is their proof. Cookies are Secure,
+HttpOnly and SameSite=Lax outside demo mode (demo serves plain http on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Flask, Response, current_app, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from checkin.config import Settings
+from checkin.context import Context
+
+# An idle session ends after this long without a request (HIPAA automatic logoff).
+IDLE_TIMEOUT = timedelta(minutes=30)
+# Blueprints that serve staff pages: they get the session checks and the security headers.
+STAFF_BLUEPRINTS = frozenset({"auth", "dashboard"})
+# No inline script or style anywhere, nothing from another origin, never framed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def context() -> Context:
+    ctx: Context = current_app.extensions["checkin"]
+    return ctx
+
+
+def session_config(settings: Settings) -> dict[str, Any]:
+    """Flask settings for the staff session cookie; create_app lets its caller override them."""
+    return {
+        "SESSION_COOKIE_SECURE": not settings.demo,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        # The cookie's own expiry; end_idle_session enforces the same limit on the server.
+        "PERMANENT_SESSION_LIFETIME": IDLE_TIMEOUT,
+        "SESSION_REFRESH_EACH_REQUEST": True,
+    }
+
+
+def init_app(app: Flask) -> None:
+    from checkin import webhooks
+    from checkin.web import auth, dashboard
+
+    csrf = CSRFProtect(app)
+    csrf.exempt(webhooks.bp)
+    auth.login_manager.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(dashboard.bp)
+    app.before_request(auth.end_idle_session)
+    app.after_request(_security_headers)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.add_template_filter(_when, "when")
+    app.add_template_filter(_ago, "ago")
+    app.add_template_filter(_words, "words")
+    app.add_template_filter(_instant, "instant")
+
+
+def _security_headers(response: Response) -> Response:
+    if request.blueprint not in STAFF_BLUEPRINTS:
+        return response
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    # Pages carry patient data: no browser or proxy keeps a copy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _csrf_error(error: CSRFError) -> tuple[str, int]:
+    message = "This form expired or did not come from this site. Go back, reload and try again."
+    return render_template("error.html", title="Form refused", message=message), 400
+
+
+def _when(value: datetime | None, zone: str | None = None) -> str:
+    """An instant in the clinic's zone (CHECKIN_DIGEST_TIMEZONE), or in `zone` if given."""
+    if value is None:
+        return ""
+    local = value.astimezone(ZoneInfo(zone or context().settings.digest_timezone))
+    return local.strftime("%a %d %b %Y %H:%M %Z")
+
+
+def _instant(value: str) -> str:
+    """An ISO 8601 instant stored in evidence JSON, shown like every other time."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return _when(parsed) if parsed.tzinfo else value
+
+
+def _ago(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    minutes = int((context().clock() - value).total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 60:
+        return f"{minutes} min ago"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h ago"
+    return f"{minutes // (24 * 60)} days ago"
+
+
+def _words(value: str) -> str:
+    """'loss_of_response' -> 'loss of response'."""
+    return str(value).replace("_", " ")
