@@ -101,15 +101,16 @@ def plan(ctx: Context) -> int:
     """Insert the CheckIn rows that fall due from the start of each patient's day (or from the
     last tick, after an outage) to a little ahead; returns how many rows were considered."""
     now = ctx.clock()
-    rows = []
+    planned = 0
+    rows: list[dict[str, object]] = []
     with ctx.db.session() as session:
         last_tick = _beat(session, now)
         defaults = _program_schedules(session)
         own = _patient_schedules(session)
         infusions = _recent_infusions(session, now)
-        for patient in session.scalars(
-            select(Patient).where(Patient.status.in_(("active", "paused")))
-        ):
+        # Streamed, and inserted a chunk at a time: memory stays flat with 100,000 patients.
+        active = select(Patient).where(Patient.status.in_(("active", "paused")))
+        for patient in session.scalars(active.execution_options(yield_per=INSERT_CHUNK)):
             zone = ZoneInfo(patient.timezone)
             _end_finished_pause(patient, now.astimezone(zone).date())
             plan_for = schedules.effective(
@@ -119,9 +120,11 @@ def plan(ctx: Context) -> int:
                 rows += _rows_for(
                     patient, schedule, zone, now, infusions.get(patient.id, []), last_tick
                 )
-        for chunk in range(0, len(rows), INSERT_CHUNK):
-            _insert_ignoring_duplicates(session, rows[chunk : chunk + INSERT_CHUNK])
-    return len(rows)
+            if len(rows) >= INSERT_CHUNK:
+                planned += _insert_ignoring_duplicates(session, rows)
+                rows = []
+        planned += _insert_ignoring_duplicates(session, rows)
+    return planned
 
 
 def _rows_for(
@@ -193,13 +196,15 @@ def _recent_infusions(session: Session, now: datetime) -> dict[int, list[tuple[i
     return grouped
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> int:
     # One statement executed over many parameter sets (SQLAlchemy batches it): compiling a
     # 500-row VALUES clause instead cost 0.14 s a chunk, most of a 10,000-patient plan.
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     table = CheckIn.__table__
     stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    session.connection().execute(stmt, rows)
+    if rows:
+        session.connection().execute(stmt, rows)
+    return len(rows)
 
 
 def _program_schedules(session: Session) -> dict[int, list[Schedule]]:
