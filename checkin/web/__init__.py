@@ -1,4 +1,4 @@
-"""The staff web app: sign-in, the alerts inbox and the alert page (more blueprints follow).
+"""The staff web app: sign-in, the alerts inbox, the alert page, the patient list and page.
 
 Server-rendered Jinja, no JavaScript build step. Every form carries a CSRF token (Flask-WTF);
 the Twilio webhooks are exempt because their signature is their proof. Cookies are Secure,
@@ -20,7 +20,7 @@ from checkin.context import Context
 # An idle session ends after this long without a request (HIPAA automatic logoff).
 IDLE_TIMEOUT = timedelta(minutes=30)
 # Blueprints that serve staff pages: they get the session checks and the security headers.
-STAFF_BLUEPRINTS = frozenset({"auth", "dashboard"})
+STAFF_BLUEPRINTS = frozenset({"auth", "dashboard", "patients"})
 # No inline script or style anywhere, nothing from another origin, never framed.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -47,13 +47,14 @@ def session_config(settings: Settings) -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     from checkin import webhooks
-    from checkin.web import auth, dashboard
+    from checkin.web import auth, dashboard, patients
 
     csrf = CSRFProtect(app)
     csrf.exempt(webhooks.bp)
     auth.login_manager.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(patients.bp)
     app.before_request(auth.end_idle_session)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
