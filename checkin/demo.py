@@ -2,6 +2,9 @@
 
 Seeds a program, two staff members and three patients with a month of history, then serves
 http://127.0.0.1:5000 and ticks the scheduler in a background thread. Texts are printed.
+The story a first look shows: Chris's pain has worsened over the last days (an open
+`worsening` alert, found by the same trend rules a reply runs) and Beatriz texted something
+that opened a `crisis` alert. Alice is quiet, ready to be played in the patient simulator.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from checkin import scheduler, schedules
+from checkin import alerts, crisis, evaluation, outbox, scheduler, schedules, trends
 from checkin.config import load_settings
 from checkin.context import Context, make_context
 from checkin.migrate import upgrade
-from checkin.models import Answer, CheckIn, Patient
+from checkin.models import Answer, CheckIn, Message, Patient
 from checkin.patients import NewPatient, enrol
 from checkin.programs import default_program
 from checkin.staff import add as add_staff
@@ -42,6 +45,10 @@ DEMO_ZONES = (
     "America/Sao_Paulo",
 )
 DEMO_CLINICIAN_PHONE = "+16175550199"
+WORSENING_PHONE = DEMO_PHONES[2]  # Chris: pain up over the last days
+WORSENING_DAYS = 3  # the last days whose pain is well above the month before
+CRISIS_PHONE = DEMO_PHONES[1]  # Beatriz: texted something that opened a crisis alert
+CRISIS_TEXT = "ya no puedo más, quiero morirme"
 DEMO_TICK_SECONDS = "5"
 
 
@@ -65,6 +72,7 @@ def run_demo(host: str, port: int) -> None:
 
 def seed(ctx: Context) -> bool:
     """Create the demo world once; returns False when it was already there."""
+    pages: list[Message] = []
     with ctx.db.session() as session:
         if session.scalar(select(Patient.id).limit(1)) is not None:
             return False
@@ -101,8 +109,57 @@ def seed(ctx: Context) -> bool:
                 welcome=False,
             )
             _history(session, patient, now)
+            if patient.phone == WORSENING_PHONE:
+                pages += _worsening_alerts(session, patient, now, alerts.Pager.of(ctx))
+            elif patient.phone == CRISIS_PHONE:
+                pages += _crisis_alert(session, patient, now, alerts.Pager.of(ctx))
         _clinic_schedules(session, now)
+    # Pages go out once the alerts are committed, as after a webhook (printed in the demo).
+    outbox.deliver_many(ctx, [page.id for page in pages])
     return True
+
+
+def _worsening_alerts(
+    session: Session, patient: Patient, now: datetime, pager: alerts.Pager
+) -> list[Message]:
+    """Run the trend rules on the seeded pain history, as a reply's answers would."""
+    session.flush()
+    params = evaluation.params_for(session, patient)
+    history = evaluation.recent_readings(session, patient.id, "pain", trends.history_needed(params))
+    pages: list[Message] = []
+    for finding in trends.evaluate("pain", history, params):
+        evidence = {**finding.evidence, "rule": finding.rule}
+        if history and history[-1].checkin_id is not None:
+            evidence["checkin_id"] = history[-1].checkin_id
+        _, queued = alerts.raise_alert(
+            session, patient, finding.kind, finding.severity, evidence, now, pager
+        )
+        pages += queued
+    return pages
+
+
+def _crisis_alert(
+    session: Session, patient: Patient, now: datetime, pager: alerts.Pager
+) -> list[Message]:
+    """The patient's text and the crisis alert it opened, as the webhook records them."""
+    at = now - timedelta(hours=1)
+    text = Message(
+        direction="inbound",
+        patient_id=patient.id,
+        to_number=pager.sms_from,
+        from_number=patient.phone,
+        body=CRISIS_TEXT,
+        purpose="crisis",
+        status="received",
+        twilio_sid="SMdemo" + "0" * 26,
+        created_at=at,
+    )
+    session.add(text)
+    session.flush()
+    matched = crisis.detect(CRISIS_TEXT) or CRISIS_TEXT
+    evidence = {"matched": matched, "message_id": text.id, "phrase_list": crisis.LIST_VERSION}
+    _, pages = alerts.raise_alert(session, patient, "crisis", "urgent", evidence, at, pager)
+    return pages
 
 
 def _clinic_schedules(session: Session, now: datetime) -> None:
@@ -165,8 +222,12 @@ def _history(session: Session, patient: Patient, now: datetime) -> None:
         )
         session.add(checkin)
         session.flush()
+        worse = patient.phone == WORSENING_PHONE and days_ago <= WORSENING_DAYS
         for measure, centre in (("fatigue", 5), ("pain", 4), ("mood", 6)):
             value = max(0, min(10, centre + rng.choice((-1, 0, 0, 1))))
+            if worse and measure == "pain":
+                # Past every usual day (at most 5) and short of severe (9): 7, then 8, 8.
+                value = 7 if days_ago == WORSENING_DAYS else 8
             session.add(
                 Answer(
                     checkin_id=checkin.id,

@@ -20,7 +20,7 @@ from checkin.context import Context
 # An idle session ends after this long without a request (HIPAA automatic logoff).
 IDLE_TIMEOUT = timedelta(minutes=30)
 # Blueprints that serve staff pages: they get the session checks and the security headers.
-STAFF_BLUEPRINTS = frozenset({"auth", "dashboard", "patients"})
+STAFF_BLUEPRINTS = frozenset({"auth", "dashboard", "patients", "simulator"})
 # No inline script or style anywhere, nothing from another origin, never framed.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -47,7 +47,7 @@ def session_config(settings: Settings) -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     from checkin import webhooks
-    from checkin.web import auth, dashboard, patients
+    from checkin.web import auth, dashboard, patients, simulator
 
     csrf = CSRFProtect(app)
     csrf.exempt(webhooks.bp)
@@ -55,13 +55,20 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(patients.bp)
+    # Always registered; every simulator route is a 404 outside demo mode.
+    app.register_blueprint(simulator.bp)
     app.before_request(auth.end_idle_session)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
+    app.context_processor(_demo_mode)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_ago, "ago")
     app.add_template_filter(_words, "words")
     app.add_template_filter(_instant, "instant")
+
+
+def _demo_mode() -> dict[str, bool]:
+    return {"demo_mode": context().settings.demo}
 
 
 def _security_headers(response: Response) -> Response:
