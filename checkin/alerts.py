@@ -340,10 +340,6 @@ def escalate(session: Session, now: datetime, after: timedelta, pager: Pager) ->
     return pages
 
 
-def has_open_crisis(session: Session, patient_id: int) -> bool:
-    return _unresolved(session, patient_id, "crisis") is not None
-
-
 def _unresolved(session: Session, patient_id: int, kind: str) -> Alert | None:
     return session.scalar(
         select(Alert).where(

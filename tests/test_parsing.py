@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from checkin.flows.parsing import Reply, Slot, interpret, parse_number
+from checkin.flows.parsing import Reply, Slot, interpret
 
 FATIGUE = Slot("fatigue", labels=("fatigue", "tired", "tiredness", "cansancio", "fatiga"))
 PAIN = Slot("pain", labels=("pain", "dolor"))
@@ -316,7 +316,8 @@ def test_yes_no_questions_and_none_for_the_whole_group(
     assert reply.values.get("", None) == value
 
 
-def test_parse_number_reads_one_value_in_range_or_nothing() -> None:
-    assert parse_number("seven", 0, 10) == 7
-    assert parse_number("4", 0, 3) is None
-    assert parse_number("6-7", 0, 10) is None
+def test_one_value_in_range_or_nothing() -> None:
+    value = [Slot("value", low=0, high=10)]
+    assert interpret("seven", value) == Reply("answers", {"value": 7})
+    assert interpret("4", [Slot("value", low=0, high=3)]).kind == "out_of_range"
+    assert interpret("6-7", value).kind == "ambiguous"

@@ -26,11 +26,11 @@ from checkin.trends import (
     Finding,
     Reading,
     RuleParams,
-    checkin_findings,
     evaluate,
     history_needed,
     loss_of_response,
     non_response,
+    side_effects,
 )
 
 P = RuleParams()
@@ -294,9 +294,10 @@ def test_worsening_days_counts_each_day_once() -> None:
     assert worsening_days(series(values, "pain"), P)[0] == 21
 
 
-def test_checkin_findings_unchanged() -> None:
-    found = checkin_findings([("pain", 9), ("mood", 5), ("se_blood_in_urine", 1)])
-    assert [f.kind for f in found] == ["severe", "side_effect"]
+def test_blood_in_the_urine_is_a_side_effect_finding_and_a_no_is_not() -> None:
+    found = side_effects([("pain", 9), ("mood", 5), ("se_blood_in_urine", 1)])
+    assert [(f.kind, f.severity) for f in found] == [("side_effect", "high")]
+    assert side_effects([("se_blood_in_urine", 0), ("se_bladder_pain", None)]) == []
 
 
 # --- parameters -------------------------------------------------------------------------

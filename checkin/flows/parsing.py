@@ -241,9 +241,3 @@ def _note(text: str, labels: bool = False) -> str | None:
 
 def _has_phrase(text: str, phrase: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(normalise(phrase))}(?!\w)", text) is not None
-
-
-def parse_number(text: str, low: int, high: int) -> int | None:
-    """A single whole number in [low, high] read from `text`, or None (no guessing)."""
-    reply = interpret(text, [Slot("value", low=low, high=high)])
-    return reply.values.get("value") if reply.kind == "answers" else None
