@@ -298,6 +298,34 @@ def _staff(
     return member
 
 
+def enrol_many(url: str, count: int, first: int) -> set[str]:
+    """Enrol `count` New York patients a week before T0 straight into the database (the
+    bulk worlds of the real-process tests); returns their phones, +1617<first>, ..."""
+    from checkin.db import Database
+    from checkin.models import Patient
+
+    db = Database(url)
+    phones = {f"+1617{first + i}" for i in range(count)}
+    enrolled = T0 - timedelta(days=7)
+    with db.session() as session:
+        program = default_program(session, enrolled)
+        session.add_all(
+            Patient(
+                program_id=program.id,
+                phone=phone,
+                name=f"Patient {i}",
+                timezone="America/New_York",
+                language="en",
+                status="active",
+                consented_at=enrolled,
+                enrolled_at=enrolled,
+            )
+            for i, phone in enumerate(sorted(phones))
+        )
+    db.dispose()
+    return phones
+
+
 # --- signed requests ---------------------------------------------------------------------
 
 

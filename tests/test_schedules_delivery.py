@@ -53,7 +53,16 @@ from checkin.ratelimit import SendRateLimiter
 from checkin.scheduler import tick
 from checkin.schedules import ScheduleError
 from checkin.transports import sms_transport
-from tests.conftest import ALICE, BOB, PUBLIC_URL, T0, World, signed_post, twilio_env
+from tests.conftest import (
+    ALICE,
+    BOB,
+    PUBLIC_URL,
+    T0,
+    World,
+    enrol_many,
+    signed_post,
+    twilio_env,
+)
 from tests.fake_twilio import ACCOUNT_SID, FROM_NUMBER, Failure, FakeTwilio, _reply
 from tests.procs import Process, wait_until
 
@@ -860,7 +869,7 @@ CRASH_PATIENTS = 300
 def test_a_scheduler_killed_mid_batch_loses_no_patient_and_duplicates_only_its_in_flight_sends(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    phones = _enrol_many(postgres_url, CRASH_PATIENTS)
+    phones = enrol_many(postgres_url, CRASH_PATIENTS, first=3000000)
     fake = ScriptedTwilio(delay=0.02)  # 20 ms a send: the batch takes about a second
     fake.start()
     first = second = None
@@ -913,26 +922,3 @@ def test_a_scheduler_killed_mid_batch_loses_no_patient_and_duplicates_only_its_i
     assert duplicates == in_flight
     assert duplicates <= outbox.SEND_CONCURRENCY * 2
     assert "Traceback" not in second.log()
-
-
-def _enrol_many(url: str, count: int) -> set[str]:
-    db = Database(url)
-    phones = {f"+1617{3000000 + i}" for i in range(count)}
-    enrolled = T0 - timedelta(days=7)
-    with db.session() as session:
-        program = default_program(session, enrolled)
-        session.add_all(
-            Patient(
-                program_id=program.id,
-                phone=phone,
-                name=f"Patient {i}",
-                timezone="America/New_York",
-                language="en",
-                status="active",
-                consented_at=enrolled,
-                enrolled_at=enrolled,
-            )
-            for i, phone in enumerate(sorted(phones))
-        )
-    db.dispose()
-    return phones

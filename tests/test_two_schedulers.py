@@ -7,16 +7,14 @@ first question, and both workers did part of the work.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from checkin.db import Database
-from checkin.models import CheckIn, Message, Patient
-from checkin.programs import default_program
-from tests.conftest import T0, twilio_env
+from checkin.models import CheckIn, Message
+from tests.conftest import enrol_many, twilio_env
 from tests.fake_twilio import FakeTwilio
 from tests.procs import Process, wait_until
 
@@ -28,33 +26,10 @@ CLOCK_START = "2026-03-10T09:00:00-04:00"
 TICK = 'Running job "tick'  # APScheduler's log line for each tick
 
 
-def _enrol_many(url: str) -> set[str]:
-    db = Database(url)
-    phones = {f"+1617{2000000 + i}" for i in range(PATIENTS)}
-    enrolled = T0 - timedelta(days=7)
-    with db.session() as session:
-        program = default_program(session, enrolled)
-        session.add_all(
-            Patient(
-                program_id=program.id,
-                phone=phone,
-                name=f"Patient {i}",
-                timezone="America/New_York",
-                language="en",
-                status="active",
-                consented_at=enrolled,
-                enrolled_at=enrolled,
-            )
-            for i, phone in enumerate(sorted(phones))
-        )
-    db.dispose()
-    return phones
-
-
 def test_two_scheduler_processes_send_each_check_in_exactly_once(
     postgres_url: str, fake_twilio: FakeTwilio, tmp_path: Path
 ) -> None:
-    phones = _enrol_many(postgres_url)
+    phones = enrol_many(postgres_url, PATIENTS, first=2000000)
     env = twilio_env(
         postgres_url,
         fake_twilio,

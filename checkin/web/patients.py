@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pygal
@@ -260,30 +260,9 @@ def patient_page(patient_id: int) -> Response:
             m: _median(r.value for r in recent_readings(db, patient.id, m, params.baseline_window))
             for m in CHART_MEASURES
         }
-        messages = list(
-            db.scalars(
-                select(Message)
-                .where(Message.patient_id == patient.id)
-                .order_by(Message.created_at.desc(), Message.id.desc())
-                .limit(TRANSCRIPT_LIMIT)
-            )
-        )
-        consents = list(
-            db.scalars(
-                select(ConsentEvent)
-                .where(ConsentEvent.patient_id == patient.id)
-                .order_by(ConsentEvent.created_at.desc(), ConsentEvent.id.desc())
-                .limit(HISTORY_LIMIT)
-            )
-        )
-        alert_rows = list(
-            db.scalars(
-                select(Alert)
-                .where(Alert.patient_id == patient.id)
-                .order_by(Alert.created_at.desc(), Alert.id.desc())
-                .limit(HISTORY_LIMIT)
-            )
-        )
+        messages = _newest(db, Message, patient.id, TRANSCRIPT_LIMIT)
+        consents = _newest(db, ConsentEvent, patient.id, HISTORY_LIMIT)
+        alert_rows = _newest(db, Alert, patient.id, HISTORY_LIMIT)
         audit.record(
             db, now, staff.email, "patient.view", f"patient:{patient.id}", ip=request.remote_addr
         )
@@ -421,3 +400,17 @@ def _policy_allowing(charts: Iterable[Chart]) -> str:
             digest = hashlib.sha256(html.unescape(css).encode()).digest()
             hashes.add(f"'sha256-{base64.b64encode(digest).decode()}'")
     return f"{CONTENT_SECURITY_POLICY}; style-src 'self' {' '.join(sorted(hashes))}"
+
+
+History = TypeVar("History", Message, ConsentEvent, Alert)
+
+
+def _newest(db: Session, model: type[History], patient_id: int, limit: int) -> list[History]:
+    """A patient's newest rows of one kind (transcript, consent or alert history)."""
+    stmt = (
+        select(model)
+        .where(model.patient_id == patient_id)
+        .order_by(model.created_at.desc(), model.id.desc())
+        .limit(limit)
+    )
+    return list(db.scalars(stmt))
