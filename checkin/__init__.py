@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from checkin.config import Settings, load_settings
 
@@ -30,6 +31,11 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
 
     app.register_blueprint(webhooks.bp)
     web.init_app(app)
+    if settings.trusted_proxies:
+        # The client's address (audit log, sign-in limits) from the proxies' X-Forwarded-For.
+        # Twilio's signatures are checked against CHECKIN_PUBLIC_URL, never a forwarded host.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     @app.get("/healthz")
     def healthz() -> tuple[dict[str, str], int]:

@@ -270,7 +270,7 @@ def resolve(
     )
 
 
-def _where(ip: str | None) -> dict[str, str]:
+def _where(ip: str | None) -> dict[str, Any]:
     """'From where' for the audit log: the client address of a web action (none for SMS/CLI)."""
     return {"ip": ip} if ip else {}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import socket
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -28,6 +29,11 @@ def _actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def _origin() -> dict[str, str]:
+    """'From where' for the audit log: the host a command ran on."""
+    return {"host": socket.gethostname()}
 
 
 def friendly_errors(command: F) -> F:
@@ -67,6 +73,9 @@ def cli() -> None:
     )
     # Alembic announces every plugin it loads at INFO; only its migration lines matter here.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from checkin import audit
+
+    click.get_current_context().with_resource(audit.origin(**_origin()))
 
 
 # --- database ---------------------------------------------------------------------------
@@ -180,7 +189,7 @@ def _welcome_id(patient_id: int) -> Any:
 def patients_import(file: str, no_welcome: bool) -> None:
     """Import phone,name,timezone[,language] rows: all or nothing."""
     from checkin import outbox
-    from checkin.patients import enrol, find, read_csv
+    from checkin.patients import enrol_all, find, read_csv
 
     with open(file, encoding="utf-8-sig") as handle:
         text = handle.read()
@@ -191,33 +200,17 @@ def patients_import(file: str, no_welcome: bool) -> None:
             for line in errors:
                 click.echo(line, err=True)
             raise UserError(f"{file}: {len(errors)} bad row(s); nothing was imported")
-        now = ctx.clock()
-        ids = [
-            enrol(
-                session,
-                p,
-                now,
-                actor=_actor(),
-                sender=ctx.settings.sender,
-                welcome=not no_welcome,
-                source="csv_import",
-            ).id
-            for p in good
-        ]
-        welcomes = list(session.scalars(_welcome_ids(ids)))
+        welcomes = enrol_all(
+            session,
+            good,
+            ctx.clock(),
+            actor=_actor(),
+            sender=ctx.settings.sender,
+            welcome=not no_welcome,
+        )
     for message_id in welcomes:
         outbox.deliver(ctx, message_id)
-    click.echo(f"imported {len(ids)} patient(s); {len(welcomes)} welcome text(s)")
-
-
-def _welcome_ids(patient_ids: list[int]) -> Any:
-    from sqlalchemy import select
-
-    from checkin.models import Message
-
-    return select(Message.id).where(
-        Message.patient_id.in_(patient_ids), Message.purpose == "welcome"
-    )
+    click.echo(f"imported {len(good)} patient(s); {len(welcomes)} welcome text(s)")
 
 
 @patients.command("pause")
@@ -277,6 +270,8 @@ def staff_add(
     from checkin.staff import add
 
     del password_stdin
+    if on_call and not phone:
+        raise UserError("--on-call needs --phone: alerts are texted to on-call staff")
     password = sys.stdin.readline().rstrip("\r\n")
     ctx = _context()
     with ctx.db.session() as session:
@@ -441,7 +436,7 @@ def schedules_list() -> None:
 @friendly_errors
 def schedules_remove(schedule_id: int) -> None:
     """Deactivate a schedule (its history stays)."""
-    from checkin import audit
+    from checkin import schedules as sched
     from checkin.models import Schedule
 
     ctx = _context()
@@ -449,8 +444,7 @@ def schedules_remove(schedule_id: int) -> None:
         schedule = session.get(Schedule, schedule_id)
         if schedule is None:
             raise UserError(f"no schedule {schedule_id}")
-        schedule.active = False
-        audit.record(session, ctx.clock(), _actor(), "schedule.remove", f"schedule:{schedule_id}")
+        sched.retire(session, schedule, ctx.clock(), actor=_actor())
         click.echo(f"schedule {schedule_id} removed")
 
 

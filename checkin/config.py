@@ -56,6 +56,9 @@ class Settings:
     escalate_after_minutes: float = 15.0
     digest_time: str = "08:00"
     digest_timezone: str = "UTC"
+    # Reverse proxies in front of the app (nginx, a load balancer): their X-Forwarded-For is
+    # trusted this many hops deep, so audit rows and sign-in limits see the client's address.
+    trusted_proxies: int = 0
 
     @property
     def webhook_auth_token(self) -> str | None:
@@ -126,6 +129,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         escalate_after_minutes=_number(env, "CHECKIN_ESCALATE_AFTER_MINUTES", 15.0, minimum=1.0),
         digest_time=_hhmm(env, "CHECKIN_DIGEST_TIME", "08:00"),
         digest_timezone=_zone(env, "CHECKIN_DIGEST_TIMEZONE", "UTC"),
+        trusted_proxies=_whole(env, "CHECKIN_TRUSTED_PROXIES", 0, maximum=5),
     )
 
 
@@ -192,6 +196,15 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, *, maximum: int) -> int:
+    raw = _opt(env, name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) > maximum:
+        raise ConfigError(name, f"must be a whole number from 0 to {maximum}, got {raw!r}")
+    return int(raw)
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:

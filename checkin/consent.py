@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from checkin import audit
-from checkin.models import CheckIn, ConsentEvent, Patient
+from checkin.models import CONSENT_METHODS, CheckIn, ConsentEvent, Patient
 
 # What staff confirm the patient was told before the first text (CLINICAL.md: record prior
 # express consent, "when, how, the text shown"; HIPAA: told the risk of unencrypted SMS).
@@ -18,6 +19,45 @@ ENROLMENT_CONSENT_TEXT = (
 )
 
 
+# A consent text this short cannot have told the patient what they agreed to.
+MIN_CONSENT_TEXT = 40
+CONSENT_TEXT_MAX = 2000
+
+
+class ConsentError(ValueError):
+    """A one-line reason a consent record cannot be accepted."""
+
+
+@dataclass(frozen=True)
+class Consent:
+    """How and when staff obtained a patient's consent, and the text the patient was shown."""
+
+    method: str | None = None  # models.CONSENT_METHODS; None for imports and older records
+    given_at: datetime | None = None  # None: at enrolment
+    text: str = ENROLMENT_CONSENT_TEXT
+
+    def checked(self, now: datetime) -> Consent:
+        """The same record, or ConsentError naming the problem."""
+        if self.method is not None and self.method not in CONSENT_METHODS:
+            choices = ", ".join(CONSENT_METHODS)
+            raise ConsentError(f"consent method must be one of {choices}, got {self.method!r}")
+        if self.given_at is not None and self.given_at > now:
+            raise ConsentError("consent cannot be dated in the future")
+        text = " ".join(self.text.split())
+        if len(text) < MIN_CONSENT_TEXT:
+            raise ConsentError(
+                f"the consent text shown to the patient is missing or under {MIN_CONSENT_TEXT} "
+                "characters"
+            )
+        if len(text) > CONSENT_TEXT_MAX:
+            raise ConsentError(f"the consent text is over {CONSENT_TEXT_MAX} characters")
+        return Consent(self.method, self.given_at, text)
+
+
+# What the CLI and older callers record: the standard text, how and when not given.
+STANDARD = Consent()
+
+
 def give(
     session: Session,
     patient: Patient,
@@ -25,10 +65,20 @@ def give(
     *,
     source: str,
     actor: str,
-    detail: str = ENROLMENT_CONSENT_TEXT,
+    consent: Consent = STANDARD,
 ) -> None:
-    patient.consented_at = now
-    _event(session, patient, now, "consent_given", source, actor, detail)
+    patient.consented_at = consent.given_at or now
+    _event(
+        session,
+        patient,
+        now,
+        "consent_given",
+        source,
+        actor,
+        consent.text,
+        method=consent.method,
+        given_at=patient.consented_at,
+    )
 
 
 def opt_out(
@@ -78,12 +128,17 @@ def _event(
     actor: str,
     detail: str | None,
     message_id: int | None = None,
+    *,
+    method: str | None = None,
+    given_at: datetime | None = None,
 ) -> None:
     session.add(
         ConsentEvent(
             patient_id=patient.id,
             kind=kind,
             source=source,
+            method=method,
+            given_at=given_at,
             detail=detail,
             recorded_by=actor,
             message_id=message_id,

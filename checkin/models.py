@@ -48,6 +48,9 @@ MESSAGE_DIRECTIONS = ("inbound", "outbound")
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
 ALERT_SEVERITIES = ("urgent", "high", "routine")
 CONSENT_KINDS = ("consent_given", "opted_out", "opted_in")
+# How staff obtained consent at enrolment (the form's choices; CLINICAL.md "record prior
+# express consent: when, how, the text shown").
+CONSENT_METHODS = ("in_person", "phone_call", "written_form", "electronic_form")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -287,12 +290,20 @@ class ConsentEvent(Base):
     """Append-only history of consent: given at enrolment, withdrawn (STOP), given again."""
 
     __tablename__ = "consent_events"
-    __table_args__ = (CheckConstraint(_in("kind", CONSENT_KINDS), name="kind"),)
+    __table_args__ = (
+        CheckConstraint(_in("kind", CONSENT_KINDS), name="kind"),
+        CheckConstraint(f"method IS NULL OR {_in('method', CONSENT_METHODS)}", name="method"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
     # staff_enrolment, csv_import, sms_keyword, twilio_opt_out_type, twilio_error_21610
     source: Mapped[str] = mapped_column(String(40))
+    # For consent staff obtained: how (consent.CONSENT_METHODS) and when the patient agreed,
+    # which can be before created_at (when it was recorded). CLINICAL.md: "when, how, the text
+    # shown"; the text shown is `detail`.
+    method: Mapped[str | None] = mapped_column(String(40))
+    given_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     detail: Mapped[str | None] = mapped_column(Text)
     recorded_by: Mapped[str] = mapped_column(String(254))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
@@ -300,11 +311,19 @@ class ConsentEvent(Base):
 
 
 class AuditEvent(Base):
-    """Append-only log of changes people and the system made (HIPAA, CLINICAL.md)."""
+    """Append-only log of what people and the system saw and changed (HIPAA, CLINICAL.md).
+
+    Database triggers (migration 0005) refuse UPDATE and DELETE on this table, so not even a
+    bug in the app can rewrite history. A migration that rebuilds the table (SQLite batch
+    mode) must create those triggers again.
+    """
 
     __tablename__ = "audit_events"
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The program the target belongs to, so each clinic's admins see their own log; NULL for
+    # deployment-wide events (a sign-in attempt for an unknown email, a CLI export of all).
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"), index=True)
     actor: Mapped[str] = mapped_column(String(254))
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str | None] = mapped_column(String(80))

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from checkin import audit, consent, outbox
 from checkin.catalog import LANGUAGES, render
-from checkin.models import Patient, Program, TreatmentEvent
+from checkin.models import Message, Patient, Program, TreatmentEvent
 from checkin.phones import check_timezone, normalise_phone
 from checkin.programs import default_program
+from checkin.schedules import forget_planned
 
 
 class PatientError(ValueError):
@@ -53,12 +56,19 @@ def enrol(
     sender: str,
     welcome: bool = True,
     source: str = "staff_enrolment",
+    program: Program | None = None,
+    consent_record: consent.Consent = consent.STANDARD,
 ) -> Patient:
-    """Add a patient whose consent staff obtained, and queue the welcome text."""
+    """Add a patient whose consent staff obtained, and queue the welcome text.
+
+    `program` defaults to the deployment's first program (the CLI's); the dashboard passes
+    the signed-in admin's own.
+    """
     new = validate(raw)
+    checked = consent_record.checked(now)
     if find(session, new.phone) is not None:
         raise PatientError(f"a patient with phone {new.phone} already exists")
-    program = default_program(session, now)
+    program = program or default_program(session, now)
     patient = Patient(
         program_id=program.id,
         phone=new.phone,
@@ -70,7 +80,7 @@ def enrol(
     )
     session.add(patient)
     session.flush()
-    consent.give(session, patient, now, source=source, actor=actor)
+    consent.give(session, patient, now, source=source, actor=actor, consent=checked)
     audit.record(session, now, actor, "patient.enrol", f"patient:{patient.id}", source=source)
     if welcome:
         body = render("welcome", patient.language, {"program": program.name})
@@ -85,6 +95,72 @@ def enrol(
             idempotency_key=f"welcome:{patient.id}",
         )
     return patient
+
+
+def enrol_all(
+    session: Session,
+    new: list[NewPatient],
+    now: datetime,
+    *,
+    actor: str,
+    sender: str,
+    welcome: bool,
+    program: Program | None = None,
+    consent_record: consent.Consent = consent.STANDARD,
+) -> list[int]:
+    """Enrol every row of an import (already checked by read_csv); returns the ids of the
+    welcome texts queued. The caller's transaction makes it all or nothing."""
+    ids = [
+        enrol(
+            session,
+            row,
+            now,
+            actor=actor,
+            sender=sender,
+            welcome=welcome,
+            source="csv_import",
+            program=program,
+            consent_record=consent_record,
+        ).id
+        for row in new
+    ]
+    if not welcome or not ids:
+        return []
+    stmt = select(Message.id).where(Message.patient_id.in_(ids), Message.purpose == "welcome")
+    return list(session.scalars(stmt))
+
+
+def change_settings(
+    session: Session,
+    patient: Patient,
+    *,
+    timezone: str,
+    language: str,
+    now: datetime,
+    actor: str,
+) -> list[str]:
+    """Set the patient's time zone and language; returns what changed ("timezone", ...).
+
+    Check-ins planned but not yet sent were placed in the old zone: they are dropped and the
+    scheduler plans them again in the new one on its next tick.
+    """
+    try:
+        zone = check_timezone(timezone).key
+    except ValueError as exc:
+        raise PatientError(str(exc)) from None
+    language = language.strip().lower()
+    if language not in LANGUAGES:
+        raise PatientError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+    changed = {"timezone": (patient.timezone, zone), "language": (patient.language, language)}
+    changed = {k: v for k, v in changed.items() if v[0] != v[1]}
+    if not changed:
+        return []
+    patient.timezone, patient.language = zone, language
+    if "timezone" in changed:
+        forget_planned(session, patient_id=patient.id)
+    detail: dict[str, Any] = {k: {"from": old, "to": new} for k, (old, new) in changed.items()}
+    audit.record(session, now, actor, "patient.settings", f"patient:{patient.id}", **detail)
+    return list(changed)
 
 
 def find(session: Session, phone: str) -> Patient | None:
@@ -104,8 +180,8 @@ def get(session: Session, raw_phone: str) -> Patient:
 
 
 def pause(session: Session, patient: Patient, until: date, now: datetime, *, actor: str) -> None:
-    if until < now.date():
-        raise PatientError(f"--until {until} is in the past")
+    if until < now.astimezone(ZoneInfo(patient.timezone)).date():
+        raise PatientError(f"the pause end date {until} is in the past")
     if patient.status == "opted_out":
         raise PatientError(f"patient {patient.phone} has opted out; nothing to pause")
     patient.paused_until = until

@@ -34,6 +34,8 @@ def normalise_phone(raw: str, region: str = "US") -> str:
 def check_timezone(name: str) -> ZoneInfo:
     """Return the zone for an IANA name such as 'America/New_York'; raise InvalidTimezone."""
     text = (name or "").strip()
+    if not text:
+        raise InvalidTimezone("time zone is missing: choose a time zone (e.g. America/New_York)")
     # available_timezones() excludes odd file names such as 'posixrules' that ZoneInfo accepts.
     if text not in _zone_names():
         raise InvalidTimezone(f"not an IANA time zone: {name!r} (e.g. America/New_York)")
@@ -46,8 +48,17 @@ def check_timezone(name: str) -> ZoneInfo:
 _ZONES: frozenset[str] | None = None
 
 
+# Names zoneinfo lists that are not a place: the server's own zone, and tz-build artefacts.
+NOT_PLACES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 def _zone_names() -> frozenset[str]:
     global _ZONES
     if _ZONES is None:
-        _ZONES = frozenset(available_timezones())
+        _ZONES = frozenset(available_timezones()) - NOT_PLACES
     return _ZONES
+
+
+def zone_names() -> frozenset[str]:
+    """Every IANA zone a patient may have."""
+    return _zone_names()

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from checkin import audit, flows
-from checkin.models import Patient, Program, Schedule, TreatmentEvent
+from checkin.models import CheckIn, Patient, Program, Schedule, TreatmentEvent
 from checkin.quiet import check_schedule_time, next_allowed
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -176,6 +176,55 @@ def preview(
     return sorted(sends.values(), key=lambda s: (s.utc_time, s.flow))
 
 
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """What an admin asks for: a flow at a local time, on weekdays or days after infusions."""
+
+    flow: str
+    local_time: time
+    days: str = ",".join(DAY_NAMES)
+    day_offsets: str | None = None  # "1,3,7" makes it infusion-relative
+    start_date: date | None = None
+    end_date: date | None = None
+
+    def checked(self, program: Program) -> ScheduleSpec:
+        """The same spec, normalised, or ScheduleError with a one-line reason."""
+        try:
+            flows.current(self.flow)
+        except flows.UnknownFlow as exc:
+            raise ScheduleError(str(exc)) from None
+        reason = check_schedule_time(self.local_time, program.quiet_start, program.quiet_end)
+        if reason:
+            raise ScheduleError(reason)
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ScheduleError(f"end date {self.end_date} is before start date {self.start_date}")
+        offsets = ",".join(map(str, parse_offsets(self.day_offsets))) if self.day_offsets else None
+        return ScheduleSpec(
+            self.flow,
+            self.local_time,
+            parse_days(self.days),
+            offsets,
+            self.start_date,
+            self.end_date,
+        )
+
+    def draft(self, program: Program, patient: Patient | None, now: datetime) -> Schedule:
+        """An unsaved Schedule row (for previews and for `add`)."""
+        return Schedule(
+            program_id=program.id,
+            patient_id=patient.id if patient else None,
+            flow=self.flow,
+            local_time=self.local_time,
+            days=self.days,
+            kind="infusion" if self.day_offsets else "recurring",
+            day_offsets=self.day_offsets,
+            start_date=self.start_date,
+            end_date=self.end_date,
+            active=True,
+            created_at=now,
+        )
+
+
 def add(
     session: Session,
     program: Program,
@@ -190,43 +239,91 @@ def add(
     end_date: date | None = None,
     day_offsets: str | None = None,
 ) -> Schedule:
-    try:
-        flows.current(flow)
-    except flows.UnknownFlow as exc:
-        raise ScheduleError(str(exc)) from None
-    reason = check_schedule_time(local_time, program.quiet_start, program.quiet_end)
-    if reason:
-        raise ScheduleError(reason)
-    if start_date and end_date and end_date < start_date:
-        raise ScheduleError(f"end date {end_date} is before start date {start_date}")
-    offsets = ",".join(map(str, parse_offsets(day_offsets))) if day_offsets else None
-    schedule = Schedule(
-        program_id=program.id,
-        patient_id=patient.id if patient else None,
-        flow=flow,
-        local_time=local_time,
-        days=days,
-        kind="infusion" if offsets else "recurring",
-        day_offsets=offsets,
-        start_date=start_date,
-        end_date=end_date,
-        created_at=now,
-    )
+    spec = ScheduleSpec(flow, local_time, days, day_offsets, start_date, end_date)
+    return add_spec(session, program, spec, patient, now=now, actor=actor)
+
+
+def add_spec(
+    session: Session,
+    program: Program,
+    spec: ScheduleSpec,
+    patient: Patient | None,
+    *,
+    now: datetime,
+    actor: str,
+) -> Schedule:
+    spec = spec.checked(program)
+    schedule = spec.draft(program, patient, now)
     session.add(schedule)
     session.flush()
+    if patient is not None:
+        # The program's default for this flow no longer applies to this patient.
+        forget_planned(session, patient_id=patient.id, flow=spec.flow)
     audit.record(
         session,
         now,
         actor,
         "schedule.add",
         f"schedule:{schedule.id}",
-        flow=flow,
-        time=f"{local_time:%H:%M}",
-        days=days,
-        after_infusion=offsets,
+        flow=spec.flow,
+        time=f"{spec.local_time:%H:%M}",
+        days=spec.days,
+        after_infusion=spec.day_offsets,
+        start=str(spec.start_date) if spec.start_date else None,
+        end=str(spec.end_date) if spec.end_date else None,
         patient=patient.id if patient else None,
     )
     return schedule
+
+
+def retire(session: Session, schedule: Schedule, now: datetime, *, actor: str) -> None:
+    """Stop a schedule (its rows stay: past check-ins point at it) and drop what it planned
+    but has not sent."""
+    if not schedule.active:
+        raise ScheduleError(f"schedule {schedule.id} was already removed")
+    schedule.active = False
+    forget_planned(session, schedule_id=schedule.id)
+    audit.record(session, now, actor, "schedule.remove", f"schedule:{schedule.id}")
+
+
+def replace(
+    session: Session,
+    old: Schedule,
+    program: Program,
+    spec: ScheduleSpec,
+    patient: Patient | None,
+    *,
+    now: datetime,
+    actor: str,
+) -> Schedule:
+    """An edit is a new schedule in place of the old one, so history keeps what was asked
+    when, and the new one never plans slots from before the edit (its `created_at`)."""
+    spec = spec.checked(program)  # refuse before retiring anything
+    retire(session, old, now, actor=actor)
+    new = add_spec(session, program, spec, patient, now=now, actor=actor)
+    audit.record(session, now, actor, "schedule.replace", f"schedule:{new.id}", replaces=old.id)
+    return new
+
+
+def forget_planned(
+    session: Session,
+    *,
+    schedule_id: int | None = None,
+    patient_id: int | None = None,
+    flow: str | None = None,
+) -> int:
+    """Delete check-ins planned (status pending: never sent, never claimed) by a schedule or
+    for a patient, so a changed schedule or time zone is planned afresh by the next tick."""
+    stmt = delete(CheckIn).where(CheckIn.status == "pending")
+    if schedule_id is not None:
+        stmt = stmt.where(CheckIn.schedule_id == schedule_id)
+    if patient_id is not None:
+        stmt = stmt.where(CheckIn.patient_id == patient_id)
+    if flow is not None:
+        stmt = stmt.where(CheckIn.flow == flow)
+    if schedule_id is None and patient_id is None:
+        raise ValueError("forget_planned needs a schedule or a patient")
+    return session.execute(stmt).rowcount  # type: ignore[attr-defined, no-any-return]
 
 
 def for_patient(session: Session, patient: Patient) -> list[Schedule]:

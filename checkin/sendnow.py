@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from zoneinfo import ZoneInfo
 
-from checkin import flows, scheduler, schedules
+from checkin import audit, flows, scheduler, schedules
 from checkin.context import Context
 from checkin.models import CheckIn
 from checkin.patients import PatientError, get
@@ -52,6 +52,15 @@ def start_now(ctx: Context, phone: str, flow_name: str, *, actor: str) -> str:
         )
         session.add(checkin)
         session.flush()
+        audit.record(
+            session,
+            now,
+            actor,
+            "checkin.send_now",
+            f"patient:{patient.id}",
+            flow=flow.name,
+            checkin=checkin.id,
+        )
         checkin_id, shown = checkin.id, patient.phone
     result = scheduler.start_checkin(ctx, checkin_id, token)
     with ctx.db.session() as session:
