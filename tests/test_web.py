@@ -7,15 +7,18 @@ POST here carries the token read from the form, as a browser's would.
 
 from __future__ import annotations
 
+import html as html_lib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from checkin import alerts, evaluation, trends
 from checkin.clock import FrozenClock
@@ -127,9 +130,9 @@ def pain_series(ctx: Context, patient_id: int, values: list[int]) -> None:
             )
 
 
-def worsening_alert(ctx: Context, patient_id: int) -> str:
+def worsening_alert(ctx: Context, patient_id: int, values: list[int] | None = None) -> str:
     """Pain at 2 for two weeks, then 6 and 7: the real rule's finding, raised as an alert."""
-    pain_series(ctx, patient_id, [2] * 14 + [6, 7])
+    pain_series(ctx, patient_id, values or [2] * 14 + [6, 7])
     params = trends.RuleParams()
     with ctx.db.session() as session:
         history = evaluation.recent_readings(
@@ -138,6 +141,75 @@ def worsening_alert(ctx: Context, patient_id: int) -> str:
     (finding,) = [f for f in trends.evaluate("pain", history, params) if f.kind == "worsening"]
     evidence = {**finding.evidence, "rule": finding.rule}
     return raise_alert(ctx, patient_id, "worsening", finding.severity, T0, evidence)
+
+
+def resolved_alerts(ctx: Context, patient_id: int, kind: str, severities: list[str]) -> list[str]:
+    """Resolved alerts (any number per patient and kind), one a minute, oldest first; their
+    refs in the inbox's order: most severe first, then oldest first."""
+    refs = []
+    with ctx.db.session() as session:
+        for i, severity in enumerate(severities):
+            at = T0 - timedelta(days=1) + timedelta(minutes=i)
+            ref = f"{kind[:2].upper()}{i:05d}"  # unique per kind; real refs have no 0
+            session.add(
+                Alert(
+                    ref=ref,
+                    patient_id=patient_id,
+                    kind=kind,
+                    severity=severity,
+                    status="resolved",
+                    evidence=[{"at": at.isoformat(), "rule": f"test {kind}"}],
+                    created_at=at,
+                    updated_at=at,
+                    resolved_at=at,
+                    resolution_note="test",
+                )
+            )
+            refs.append((-alerts.SEVERITY_RANK[severity], i, ref))
+    return [ref for *_, ref in sorted(refs)]
+
+
+def row_of(page_html: str, ref: str) -> str:
+    match = re.search(rf'<tr class="alert-row" data-ref="{ref}">(.*?)</tr>', page_html, re.S)
+    assert match, f"no inbox row for {ref}"
+    return match.group(1)
+
+
+def cell_text(row_html: str, cls: str) -> str:
+    """A cell's text as a sighted reader sees it (visually hidden text left out)."""
+    match = re.search(rf'<td class="{cls}">(.*?)</td>', row_html, re.S)
+    assert match, f"no {cls} cell"
+    shown = re.sub(r'<span class="visually-hidden">.*?</span>', "", match.group(1))
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", shown)).split())
+
+
+def pager_links(page_html: str) -> dict[str, dict[str, list[str]]]:
+    """The pager's links: label -> the query string each carries."""
+    nav = re.search(r'<nav aria-label="Pages" class="pager">(.*?)</nav>', page_html, re.S)
+    assert nav, "no pager"
+    links = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', nav.group(1))
+    return {label: parse_qs(urlsplit(html_lib.unescape(href)).query) for href, label in links}
+
+
+def caption(page_html: str) -> str:
+    match = re.search(r'<caption id="inbox-caption">(.*?)</caption>', page_html, re.S)
+    assert match, "no caption"
+    return match.group(1)
+
+
+@contextmanager
+def statements(ctx: Context) -> Iterator[list[str]]:
+    """Every SQL statement the app sends while the block runs."""
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        sent.append(sql)
+
+    event.listen(ctx.db.engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", note)
 
 
 # --- authentication ----------------------------------------------------------------------
@@ -193,6 +265,28 @@ def test_after_five_failures_the_sixth_attempt_is_refused_even_with_the_right_pa
     assert "Too many failed sign-ins" in refused.get_data(as_text=True)
     assert client.get("/").status_code == 302
     assert login(client, email="carol@example.org").status_code == 303  # others unaffected
+    post(client, "/logout", "/")
+    clock.advance(minutes=15)
+    assert login(client).status_code == 303  # the failures have aged out
+
+
+def test_after_21_failures_from_one_address_it_is_refused_for_every_email_but_others_are_not(
+    client: FlaskClient, ctx: Context, clock: FrozenClock, world: World
+) -> None:
+    # A password spray: a few guesses on each of many emails, each under its own limit of 5.
+    for i in range(21):
+        assert login(client, email=f"staff{i % 7}@example.org", password="guess").status_code == 401
+        clock.advance(seconds=20)
+    refused = login(client, email="carol@example.org")
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins from this network address" in refused.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+    (row,) = audit_rows(ctx, "auth.login_refused")
+    assert (row.target, row.detail["ip"]) == ("carol@example.org", "127.0.0.1")
+
+    elsewhere = {"REMOTE_ADDR": "10.0.0.7"}
+    data = {"csrf_token": token(client), "email": "carol@example.org", "password": PASSWORD}
+    assert client.post("/login", data=data, environ_base=elsewhere).status_code == 303
     post(client, "/logout", "/")
     clock.advance(minutes=15)
     assert login(client).status_code == 303  # the failures have aged out
@@ -335,6 +429,110 @@ def test_the_inbox_filters_by_kind_and_by_status(
     assert inbox_refs(client, "?status=all&kind=severe") == [severe]
     assert inbox_refs(client, "?kind=crisis") == [crisis]
     assert inbox_refs(client, "?kind=nonsense&status=nonsense") == [crisis, severe]
+
+
+def test_the_inbox_shows_50_alerts_a_page_and_its_page_links_keep_the_filters(
+    client: FlaskClient, ctx: Context, world: World
+) -> None:
+    severities = ["high" if i % 10 == 0 else "routine" for i in range(120)]
+    expected = resolved_alerts(ctx, world.alice_id, "non_response", severities)
+    resolved_alerts(ctx, world.alice_id, "severe", ["high"] * 3)  # not this kind: never shown
+    login(client)
+    query = "?status=resolved&kind=non_response"
+    first = client.get(f"/{query}").get_data(as_text=True)
+    assert "120 alerts, page 1 of 3" in caption(first)
+    links = pager_links(first)
+    assert set(links) == {"1", "2", "3", "Next"}
+    for label, page in (("2", "2"), ("3", "3"), ("Next", "2")):
+        assert links[label] == {"page": [page], "status": ["resolved"], "kind": ["non_response"]}
+    assert 'aria-current="page">1</a>' in first
+
+    shown = [inbox_refs(client, f"{query}&page={n}") for n in (1, 2, 3)]
+    assert [len(refs) for refs in shown] == [50, 50, 20]
+    assert shown[0] + shown[1] + shown[2] == expected  # the 12 high ones lead page 1
+    last = client.get(f"/{query}&page=3").get_data(as_text=True)
+    assert "page 3 of 3" in caption(last)
+    assert set(pager_links(last)) == {"Previous", "1", "2", "3"}
+
+
+@pytest.mark.parametrize(
+    ("asked", "shown"),
+    [
+        ("99", 3),
+        ("4", 3),
+        ("0", 1),
+        ("-2", 1),
+        ("abc", 1),
+        ("2.5", 1),
+        ("\u00b2", 1),
+        ("9" * 5000, 1),
+    ],
+)
+def test_a_page_number_past_the_end_or_not_a_number_shows_the_nearest_real_page(
+    client: FlaskClient, ctx: Context, world: World, asked: str, shown: int
+) -> None:
+    resolved_alerts(ctx, world.alice_id, "non_response", ["routine"] * 101)
+    login(client)
+    page = client.get("/", query_string={"status": "resolved", "page": asked})
+    assert page.status_code == 200
+    assert f"page {shown} of 3" in caption(page.get_data(as_text=True))
+
+
+def test_one_page_of_alerts_has_no_pager(client: FlaskClient, ctx: Context, world: World) -> None:
+    raise_alert(ctx, world.alice_id, "severe", "high", T0)
+    login(client)
+    html = client.get("/?page=2").get_data(as_text=True)
+    assert caption(html).startswith("1 alert, most severe first")
+    assert 'class="pager"' not in html
+
+
+def test_each_inbox_row_says_why_it_fired_and_shows_the_recent_readings_judged_ones_marked(
+    client: FlaskClient, ctx: Context, world: World
+) -> None:
+    worsening = worsening_alert(ctx, world.alice_id)
+    crisis = raise_alert(
+        ctx, world.alice_id, "crisis", "urgent", T0, {"matched": "want to die", "message_id": 1}
+    )
+    login(client)
+    html = client.get("/").get_data(as_text=True)
+    assert 'scope="col">Why it fired</th>' in html and 'scope="col">Recent readings</th>' in html
+
+    row = row_of(html, worsening)
+    assert cell_text(row, "why") == (
+        "pain 6, 7 vs baseline 2 (worsening ≥2 points and ≥30% on 2 check-ins)"
+    )
+    assert cell_text(row, "recent") == "pain: 2 2 2 2 2 6 7"  # the newest 7, oldest first
+    assert re.findall(r'<strong class="judged">(\d+)', row) == ["6", "7"]
+    assert row.count('<span class="visually-hidden"> (judged)</span>') == 2  # read aloud
+
+    row = row_of(html, crisis)
+    assert cell_text(row, "why") == 'crisis language: "want to die"'
+    assert cell_text(row, "recent") == "–"  # a crisis names no measure
+
+
+def test_the_inbox_reads_every_rows_recent_readings_in_one_query(
+    client: FlaskClient, ctx: Context, world: World
+) -> None:
+    refs = {}
+    for n, usual in enumerate((1, 2, 3)):
+        with ctx.db.session() as session:
+            patient = enrol(
+                session,
+                NewPatient(f"+1617555020{n}", f"Patient {n}", "America/New_York"),
+                T0 - timedelta(days=30),
+                actor="test",
+                sender=FROM_NUMBER,
+                welcome=False,
+            )
+            patient_id = patient.id
+        refs[usual] = worsening_alert(ctx, patient_id, [usual] * 14 + [usual + 5, usual + 6])
+    login(client)
+    with statements(ctx) as sent:
+        html = client.get("/").get_data(as_text=True)
+    assert len([sql for sql in sent if "FROM answers" in sql]) == 1
+    for usual, ref in refs.items():
+        readings = [str(usual)] * 5 + [str(usual + 5), str(usual + 6)]
+        assert cell_text(row_of(html, ref), "recent") == "pain: " + " ".join(readings)
 
 
 # --- the alert page --------------------------------------------------------------------------

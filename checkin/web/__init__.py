@@ -11,16 +11,22 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Flask, Response, current_app, render_template, request
+from flask import Flask, Response, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
+from checkin import audit
 from checkin.config import Settings
 from checkin.context import Context
 
 # An idle session ends after this long without a request (HIPAA automatic logoff).
 IDLE_TIMEOUT = timedelta(minutes=30)
 # Blueprints that serve staff pages: they get the session checks and the security headers.
-STAFF_BLUEPRINTS = frozenset({"auth", "dashboard", "patients", "simulator"})
+STAFF_BLUEPRINTS = frozenset(
+    {"auth", "account", "dashboard", "patients", "patient_actions", "admin", "simulator"}
+)
+# A CSV import of several thousand patients fits easily; anything bigger is refused (413).
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 # No inline script or style anywhere, nothing from another origin, never framed.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -47,19 +53,27 @@ def session_config(settings: Settings) -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     from checkin import webhooks
-    from checkin.web import auth, dashboard, patients, simulator
+    from checkin.web import account, admin, auth, dashboard, patient_actions, patients, simulator
 
     csrf = CSRFProtect(app)
     csrf.exempt(webhooks.bp)
     auth.login_manager.init_app(app)
+    app.config.setdefault("MAX_CONTENT_LENGTH", MAX_UPLOAD_BYTES)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(patients.bp)
+    app.register_blueprint(patient_actions.bp)
+    app.register_blueprint(admin.bp)
     # Always registered; every simulator route is a 404 outside demo mode.
     app.register_blueprint(simulator.bp)
+    app.before_request(_audit_origin)
+    app.teardown_request(_end_audit_origin)
     app.before_request(auth.end_idle_session)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
+    for status in (403, 404):
+        app.register_error_handler(status, _error_page)
     app.context_processor(_demo_mode)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_ago, "ago")
@@ -80,6 +94,32 @@ def _security_headers(response: Response) -> Response:
     # Pages carry patient data: no browser or proxy keeps a copy.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _audit_origin() -> None:
+    """Every audit row a staff request writes says which address it came from."""
+    if request.blueprint in STAFF_BLUEPRINTS:
+        g.audit_origin = audit.set_origin(ip=request.remote_addr or "")
+
+
+def _end_audit_origin(_exc: BaseException | None) -> None:
+    token = g.pop("audit_origin", None)
+    if token is not None:
+        audit.reset_origin(token)
+
+
+_ERRORS = {
+    403: ("Not allowed", "Your role cannot open this page. Ask an admin if you need it."),
+    404: ("Not found", "There is nothing here, or it belongs to another program."),
+}
+
+
+def _error_page(error: HTTPException) -> tuple[str, int] | HTTPException:
+    code = error.code or 500
+    if request.blueprint not in STAFF_BLUEPRINTS or code not in _ERRORS:
+        return error
+    title, message = _ERRORS[code]
+    return render_template("error.html", title=title, message=message), code
 
 
 def _csrf_error(error: CSRFError) -> tuple[str, int]:

@@ -6,20 +6,22 @@ patient is a 404, exactly like one that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import ColumnElement, case, select
+from sqlalchemy import ColumnElement, case, func, select, tuple_
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from checkin import alerts, audit
+from checkin import alert_summary, alerts, audit
 from checkin.evaluation import recent_readings
-from checkin.models import Alert, Patient, StaffUser
+from checkin.models import Alert, Answer, Patient, StaffUser
 from checkin.web import context
 from checkin.web.auth import login_required, signed_in
+from checkin.web.forms import page_number
 
 bp = Blueprint("dashboard", __name__)
 
@@ -32,7 +34,10 @@ STATUS_FILTERS = {
     "resolved": ("Resolved", ("resolved",)),
     "all": ("All", ("open", "acknowledged", "resolved")),
 }
-INBOX_LIMIT = 200  # a page of the inbox; pagination comes with the patient list
+PAGE_SIZE = 50  # alerts per inbox page, as on the patient list
+# Readings per inbox row: a week of daily check-ins, enough to see a change against the days
+# before it without opening the alert.
+INBOX_READINGS = 7
 RECENT_MEASURES = ("fatigue", "pain", "mood")
 RECENT_READINGS = 14  # per measure on the alert page: two weeks of daily check-ins
 NOTE_MAX = 2000
@@ -43,6 +48,17 @@ _SEVERITY_ORDER = case(
     else_=0,
 )
 
+_PATIENT_OF_ALERT = Patient.id == Alert.patient_id
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    alert: Alert
+    patient: Patient
+    why: str  # alert_summary.summarize: one line saying why it fired
+    measure: str | None  # the measure the newest evidence names, as staff read it
+    recent: list[tuple[float, bool]]  # its newest readings, oldest first: (value, judged)
+
 
 @bp.get("/")
 @login_required
@@ -51,25 +67,87 @@ def inbox() -> str:
     kind = kind if kind in ALERT_KINDS else ""
     status = request.args.get("status", "unresolved")
     status = status if status in STATUS_FILTERS else "unresolved"
-    stmt = (
-        select(Alert, Patient)
-        .join(Patient, Patient.id == Alert.patient_id)
-        .where(_in_program(), Alert.status.in_(STATUS_FILTERS[status][1]))
-    )
+    where = [_in_program(), Alert.status.in_(STATUS_FILTERS[status][1])]
     if kind:
-        stmt = stmt.where(Alert.kind == kind)
-    stmt = stmt.order_by(_SEVERITY_ORDER, Alert.created_at, Alert.id).limit(INBOX_LIMIT + 1)
+        where.append(Alert.kind == kind)
     with context().db.session() as db:
-        rows = [tuple(row) for row in db.execute(stmt)]
+        counted = select(func.count()).select_from(Alert).join(Patient, _PATIENT_OF_ALERT)
+        total = db.scalar(counted.where(*where)) or 0
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(page_number(request.args.get("page")), pages)
+        stmt = (
+            select(Alert, Patient)
+            .join(Patient, _PATIENT_OF_ALERT)
+            .where(*where)
+            .order_by(_SEVERITY_ORDER, Alert.created_at, Alert.id)
+            .offset((page - 1) * PAGE_SIZE)
+            .limit(PAGE_SIZE)
+        )
+        rows = _inbox_rows(db, [(alert, patient) for alert, patient in db.execute(stmt)])
     return render_template(
         "inbox.html",
-        rows=rows[:INBOX_LIMIT],
-        more=len(rows) > INBOX_LIMIT,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=pages,
         kind=kind,
         status=status,
         kinds=ALERT_KINDS,
         statuses=STATUS_FILTERS,
+        readings_shown=INBOX_READINGS,
     )
+
+
+def _inbox_rows(db: Session, found: Sequence[tuple[Alert, Patient]]) -> list[InboxRow]:
+    """Each alert with its one-line summary and its measure's recent readings."""
+    measures = {alert.id: alert_summary.measure_of(alert.evidence) for alert, _ in found}
+    wanted = {(a.patient_id, m) for a, _ in found if (m := measures[a.id]) is not None}
+    readings = _newest_readings(db, wanted, INBOX_READINGS)
+    rows = []
+    for alert, patient in found:
+        measure = measures[alert.id]
+        judged = _judged(alert.evidence)
+        series = readings.get((alert.patient_id, measure), []) if measure else []
+        rows.append(
+            InboxRow(
+                alert=alert,
+                patient=patient,
+                why=alert_summary.summarize(alert.kind, alert.evidence),
+                measure=alert_summary.measure_label(measure) if measure else None,
+                recent=[(value, (measure, cid) in judged) for value, cid in series],
+            )
+        )
+    return rows
+
+
+def _newest_readings(
+    db: Session, wanted: Iterable[tuple[int, str]], limit: int
+) -> dict[tuple[int, str], list[tuple[float, int]]]:
+    """The newest `limit` answered (value, check-in id) of each (patient, measure), oldest
+    first: one query for the whole page, however many rows it has."""
+    pairs = sorted(wanted)
+    if not pairs:
+        return {}
+    newest_first = func.row_number().over(
+        partition_by=(Answer.patient_id, Answer.measure),
+        order_by=(Answer.recorded_at.desc(), Answer.id.desc()),  # as recent_readings orders
+    )
+    ranked = (
+        select(Answer.patient_id, Answer.measure, Answer.value, Answer.checkin_id)
+        .add_columns(newest_first.label("n"))
+        .where(Answer.status == "answered", tuple_(Answer.patient_id, Answer.measure).in_(pairs))
+        .subquery()
+    )
+    stmt = (
+        select(ranked.c.patient_id, ranked.c.measure, ranked.c.value, ranked.c.checkin_id)
+        .where(ranked.c.n <= limit)
+        .order_by(ranked.c.patient_id, ranked.c.measure, ranked.c.n.desc())
+    )
+    out: dict[tuple[int, str], list[tuple[float, int]]] = defaultdict(list)
+    for patient_id, measure, value, checkin_id in db.execute(stmt):
+        if value is not None:
+            out[(patient_id, measure)].append((float(value), checkin_id))
+    return out
 
 
 @bp.get("/alerts/<ref>")
@@ -162,16 +240,20 @@ def _names(db: Session, *ids: int | None) -> dict[int, str]:
     return {i: n for i, n in rows}
 
 
-def _judged(evidence: list[dict[str, Any]]) -> set[tuple[str, int]]:
-    """(measure, check-in id) of every reading an evidence item judged, to mark them inline."""
-    marks = set()
-    for item in evidence:
-        measure = item.get("measure")
+def _judged(evidence: object) -> set[tuple[str, int]]:
+    """(measure, check-in id) of every reading an evidence item judged, to mark them inline.
+
+    Evidence is JSON of any age and shape: anything that is not what the rules write is skipped.
+    """
+    marks: set[tuple[str, int]] = set()
+    for item in evidence if isinstance(evidence, list) else []:
+        measure = item.get("measure") if isinstance(item, dict) else None
         if not isinstance(measure, str):
             continue
         if isinstance(item.get("checkin_id"), int) and "value" in item:
             marks.add((measure, item["checkin_id"]))
-        for reading in item.get("judged") or []:
+        judged = item.get("judged")
+        for reading in judged if isinstance(judged, list) else []:
             if isinstance(reading, dict) and isinstance(reading.get("checkin_id"), int):
                 marks.add((measure, reading["checkin_id"]))
     return marks

@@ -24,8 +24,9 @@ from markupsafe import Markup
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from checkin import audit
+from checkin import audit, schedules
 from checkin.evaluation import params_for, recent_readings
+from checkin.flows import FLOW_NAMES
 from checkin.models import (
     PATIENT_STATUSES,
     Alert,
@@ -34,11 +35,14 @@ from checkin.models import (
     ConsentEvent,
     Message,
     Patient,
+    Program,
+    Schedule,
     TreatmentEvent,
 )
 from checkin.trends import SCALE_MAX, RuleParams
 from checkin.web import CONTENT_SECURITY_POLICY, context
 from checkin.web.auth import login_required, signed_in
+from checkin.web.forms import COMMON_ZONES, DAY_LABELS, LANGUAGE_NAMES, all_zones, page_number
 
 bp = Blueprint("patients", __name__)
 
@@ -58,6 +62,9 @@ MEASURE_LABELS = {
     "mood": "Mood (0 very low – 10 very good)",
     "phq2_total": "PHQ-2 total (0–6; 3 or more is positive)",
 }
+# The patient page lists the sends of the next two weeks (at most this many).
+PREVIEW_DAYS = 14
+PREVIEW_LIMIT = 30
 TRANSCRIPT_LIMIT = 200
 HISTORY_LIMIT = 100
 # Reading, baseline, threshold, infusion: dark enough for WCAG AA against white.
@@ -79,7 +86,11 @@ class Chart:
     measure: str
     label: str
     svg: Markup
-    readings: int
+    points: list[tuple[datetime, float]]  # local time, for the table screen readers get
+
+    @property
+    def readings(self) -> int:
+        return len(self.points)
 
 
 # --- the patient list --------------------------------------------------------------------
@@ -91,8 +102,7 @@ def patient_list() -> str:
     q = request.args.get("q", "").strip()[:QUERY_MAX]
     status = request.args.get("status", "")
     status = status if status in PATIENT_STATUSES else ""
-    page = request.args.get("page", "1")
-    page_no = int(page) if page.isdigit() and int(page) > 0 else 1
+    page_no = page_number(request.args.get("page"))
     ctx = context()
     now = ctx.clock()
     where = [Patient.program_id == signed_in().program_id]
@@ -227,21 +237,30 @@ def _open_alerts(db: Session, patient_ids: Sequence[int]) -> dict[int, int]:
 # --- the patient page --------------------------------------------------------------------
 
 
+def patient_in_program(db: Session, patient_id: int) -> Patient:
+    """The patient, if they belong to the signed-in staff member's program; else a 404, the
+    same answer as for a patient who does not exist."""
+    patient = db.scalar(
+        select(Patient).where(
+            Patient.id == patient_id, Patient.program_id == signed_in().program_id
+        )
+    )
+    if patient is None:
+        abort(404)
+    return patient
+
+
 @bp.get("/patients/<int:patient_id>")
 @login_required
 def patient_page(patient_id: int) -> Response:
     days_arg = request.args.get("days", "")
-    days = int(days_arg) if days_arg.isdigit() and int(days_arg) in CHART_DAYS else DEFAULT_DAYS
+    days = next((d for d in CHART_DAYS if str(d) == days_arg), DEFAULT_DAYS)
     ctx = context()
     staff = signed_in()
     now = ctx.clock()
     since = now - timedelta(days=days)
     with ctx.db.session() as db:
-        patient = db.scalar(
-            select(Patient).where(Patient.id == patient_id, Patient.program_id == staff.program_id)
-        )
-        if patient is None:
-            abort(404)
+        patient = patient_in_program(db, patient_id)
         params = params_for(db, patient)
         zone = ZoneInfo(patient.timezone)
         series = _readings(db, patient.id, since)
@@ -260,6 +279,7 @@ def patient_page(patient_id: int) -> Response:
             m: _median(r.value for r in recent_readings(db, patient.id, m, params.baseline_window))
             for m in CHART_MEASURES
         }
+        plan = _plan(db, patient, now)
         messages = _newest(db, Message, patient.id, TRANSCRIPT_LIMIT)
         consents = _newest(db, ConsentEvent, patient.id, HISTORY_LIMIT)
         alert_rows = _newest(db, Alert, patient.id, HISTORY_LIMIT)
@@ -292,10 +312,43 @@ def patient_page(patient_id: int) -> Response:
         messages=messages,
         consents=consents,
         alerts=alert_rows,
+        plan=plan,
+        flows=FLOW_NAMES,
+        common_zones=COMMON_ZONES,
+        all_zones=all_zones(),
+        languages=LANGUAGE_NAMES,
+        day_labels=DAY_LABELS,
+        today=now.astimezone(zone).date(),
+        is_admin=staff.is_admin,
     )
     response = make_response(body)
     response.headers["Content-Security-Policy"] = _policy_allowing(charts)
     return response
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a patient is asked and when: their own schedules, the program's that still apply,
+    and the sends to come (quiet hours, pause and the one-a-day rule applied)."""
+
+    own: list[Schedule]
+    inherited: list[Schedule]
+    upcoming: list[schedules.PlannedSend]
+
+
+def _plan(db: Session, patient: Patient, now: datetime) -> Plan:
+    effective = schedules.for_patient(db, patient)
+    upcoming = schedules.preview(
+        patient,
+        db.get_one(Program, patient.program_id),
+        effective,
+        now,
+        PREVIEW_DAYS,
+        schedules.infusions_of(db, patient.id),
+    )
+    own = [s for s in effective if s.patient_id == patient.id]
+    inherited = [s for s in effective if s.patient_id is None]
+    return Plan(own, inherited, upcoming[:PREVIEW_LIMIT])
 
 
 def _readings(
@@ -389,7 +442,7 @@ def _chart(
     chart.add("Infusion", [(d, top) for d in infusions], stroke=False, dots_size=6)
     svg = _SCRIPT.sub("", chart.render(is_unicode=True))
     # pygal output only: it escapes the titles and labels it draws (etree serialisation).
-    return Chart(measure, MEASURE_LABELS[measure], Markup(svg), len(points))
+    return Chart(measure, MEASURE_LABELS[measure], Markup(svg), points)
 
 
 def _policy_allowing(charts: Iterable[Chart]) -> str:

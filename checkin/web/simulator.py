@@ -18,6 +18,7 @@ from checkin.models import Message, Patient
 from checkin.simulate import sign, twilio_inbound_params
 from checkin.web import context
 from checkin.web.auth import login_required, signed_in
+from checkin.web.patients import patient_in_program
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 
@@ -78,11 +79,7 @@ def reply(patient_id: int) -> Response:
     staff = signed_in()
     body = request.form.get("body", "").strip()
     with ctx.db.session() as db:
-        patient = db.scalar(
-            select(Patient).where(Patient.id == patient_id, Patient.program_id == staff.program_id)
-        )
-        if patient is None:
-            abort(404)
+        patient = patient_in_program(db, patient_id)
         phone_number = patient.phone
         if body:
             audit.record(db, ctx.clock(), staff.email, "simulator.reply", f"patient:{patient_id}")
