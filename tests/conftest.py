@@ -326,6 +326,23 @@ def enrol_many(url: str, count: int, first: int) -> set[str]:
     return phones
 
 
+# --- the browser (tests/browser.py) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from tests.browser import launch
+
+    yield from launch()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    from tests.browser import new_page
+
+    yield from new_page(browser)
+
+
 # --- signed requests ---------------------------------------------------------------------
 
 

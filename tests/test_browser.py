@@ -6,51 +6,29 @@ form that loses its label or a section that loses its heading fails here. Screen
 sign-in page, the inbox and the alert page land in tests/output/screenshots/ (gitignored);
 docs/screenshots/ holds copies for the README.
 
-Chromium comes from Debian (`apt-get install -y chromium`, done by .ci/run when it is missing);
-Playwright never downloads a browser. Without /usr/bin/chromium these tests skip, unless
-CHECKIN_REQUIRE_BROWSER=1 (CI), where they fail instead.
+Chromium, the server and the screenshots: see tests/browser.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from checkin import alerts
 from checkin.context import Context
-from tests.conftest import T0, World, twilio_env
+from tests.browser import BOB_EMAIL, CAROL_EMAIL, PASSWORD, screenshot, serve, sign_in
+from tests.conftest import T0, World
 from tests.fake_twilio import FakeTwilio
-from tests.procs import Process, free_port, healthy, wait_until
-from tests.test_web import BOB_EMAIL, PASSWORD, alert_status, raise_alert, worsening_alert
+from tests.test_web import alert_status, raise_alert, worsening_alert
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-# Read at import: the autouse clean_environment fixture hides CHECKIN_* from each test.
-REQUIRE_BROWSER = os.environ.get("CHECKIN_REQUIRE_BROWSER") == "1"
-# The closed network refuses Chromium's background connections; these flags stop it trying.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).parent / "output" / "screenshots"
-CAROL_EMAIL = "carol@example.org"
-# The server's clock starts two hours after the alert opened, so the pages say "2 h ago".
-SERVER_CLOCK_START = T0 + timedelta(hours=2)
 NOTE = "Called Alice: pain after the last infusion, seen in clinic today."
 
 
@@ -58,19 +36,6 @@ NOTE = "Called Alice: pain after the last infusion, seen in clinic today."
 def db_url(postgres_url: str) -> str:
     """PostgreSQL only: the server is a separate process, as in production."""
     return postgres_url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        reason = f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian's package)"
-        if REQUIRE_BROWSER:
-            pytest.fail(f"browser required (CHECKIN_REQUIRE_BROWSER=1) but {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @dataclass
@@ -88,41 +53,8 @@ def site(
     and `checkin serve --workers 1` on a free port."""
     ref = worsening_alert(ctx, world.alice_id)
     raise_alert(ctx, world.erin_id, "crisis", "urgent", T0)  # bob must never see this one
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = twilio_env(
-        postgres_url,
-        fake_twilio,
-        CHECKIN_PUBLIC_URL=url,
-        CHECKIN_CLOCK_START=SERVER_CLOCK_START.isoformat(),
-    )
-    web = Process(["serve", "--port", str(port), "--workers", "1"], env, tmp_path, "web")
-    try:
-        wait_until(lambda: healthy(url), 20, "checkin serve to answer /healthz")
+    for url in serve(postgres_url, fake_twilio, tmp_path):
         yield Site(url, ref, ctx)
-    finally:
-        web.stop()
-    assert "Traceback" not in web.log()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser profile (no cookies) per test, at a laptop's size."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()
-
-
-def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
 def test_a_clinician_sees_the_worsening_alert_acknowledges_and_resolves_it(
