@@ -1,6 +1,6 @@
 """`checkin demo` / `make run`: SQLite, console SMS, web and scheduler in one process.
 
-Seeds a program, two staff members and three patients with a month of history, then serves
+Seeds a program, two staff members and three patients with four months of history, then serves
 http://127.0.0.1:5000 and ticks the scheduler in a background thread. Texts are printed.
 The story a first look shows: Chris's pain has worsened over the last days (an open
 `worsening` alert, found by the same trend rules a reply runs) and Beatriz texted something
@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import os
 import random
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from checkin import alerts, crisis, evaluation, outbox, scheduler, schedules, trends
+from checkin import alerts, crisis, evaluation, flows, outbox, scheduler, schedules, trends
+from checkin.catalog import render
 from checkin.config import load_settings
 from checkin.context import Context, make_context
 from checkin.migrate import upgrade
-from checkin.models import Answer, CheckIn, Message, Patient
+from checkin.models import Answer, CheckIn, Message, Patient, TreatmentEvent
 from checkin.patients import NewPatient, enrol
 from checkin.programs import default_program
 from checkin.staff import add as add_staff
@@ -46,7 +47,12 @@ DEMO_ZONES = (
 )
 DEMO_CLINICIAN_PHONE = "+16175550199"
 WORSENING_PHONE = DEMO_PHONES[2]  # Chris: pain up over the last days
-WORSENING_DAYS = 3  # the last days whose pain is well above the month before
+WORSENING_DAYS = 3  # the last days whose pain is well above the months before
+HISTORY_DAYS = 120  # four months of check-ins: enough for the 90-day charts and more
+INFUSION_DAYS_AGO = (110, 82, 54, 26)  # every four weeks, as clinics give boosters
+MISSED_SHARE = 0.12  # about 88% answered, a little above CLINICAL.md's 80% target
+TRANSCRIPT_DAYS = 14  # the texts themselves are seeded for the last two weeks
+DEMO_FROM = "+15005550006"  # config.DEMO_FROM_NUMBER
 CRISIS_PHONE = DEMO_PHONES[1]  # Beatriz: texted something that opened a crisis alert
 CRISIS_TEXT = "ya no puedo más, quiero morirme"
 DEMO_TICK_SECONDS = "5"
@@ -200,45 +206,141 @@ def demo_patients(now: datetime) -> list[NewPatient]:
 
 
 def _history(session: Session, patient: Patient, now: datetime) -> None:
-    """30 days of plausible answers so exports and charts have something to show."""
+    """Four months of plausible check-ins, so the charts, response rates and exports have a
+    story: an infusion every four weeks with mood lifting for about ten days after it
+    (CLINICAL.md "Ketamine follow-up"), a weekly PHQ-2, some unanswered days, and the texts
+    themselves for the last two weeks."""
     rng = random.Random(patient.phone)
     zone = ZoneInfo(patient.timezone)
-    for days_ago in range(30, 0, -1):
-        day = (now - timedelta(days=days_ago)).astimezone(zone).date()
-        due = datetime.combine(day, time(9), tzinfo=zone)
-        checkin = CheckIn(
-            patient_id=patient.id,
-            flow="daily_symptoms",
-            flow_version=1,
-            idempotency_key=f"{patient.id}:daily_symptoms:{day}:09:00",
-            local_date=day,
-            due_at=due,
-            expires_at=due + timedelta(hours=15),
-            status="completed",
-            state={"step": 3},
-            sent_at=due,
-            completed_at=due + timedelta(minutes=7),
-            created_at=due,
-        )
-        session.add(checkin)
-        session.flush()
-        worse = patient.phone == WORSENING_PHONE and days_ago <= WORSENING_DAYS
-        for measure, centre in (("fatigue", 5), ("pain", 4), ("mood", 6)):
-            value = max(0, min(10, centre + rng.choice((-1, 0, 0, 1))))
-            if worse and measure == "pain":
-                # Past every usual day (at most 5) and short of severe (9): 7, then 8, 8.
-                value = 7 if days_ago == WORSENING_DAYS else 8
-            session.add(
-                Answer(
-                    checkin_id=checkin.id,
-                    patient_id=patient.id,
-                    measure=measure,
-                    value=value,
-                    status="answered",
-                    raw_text=str(value),
-                    recorded_at=due + timedelta(minutes=5),
-                )
+    today = now.astimezone(zone).date()
+    infusions = [today - timedelta(days=d) for d in INFUSION_DAYS_AGO]
+    for day in infusions:
+        session.add(
+            TreatmentEvent(
+                patient_id=patient.id,
+                kind="infusion",
+                occurred_on=day,
+                recorded_by="demo",
+                created_at=datetime.combine(day, time(16), tzinfo=zone),
             )
+        )
+    for days_ago in range(HISTORY_DAYS, 0, -1):
+        day = today - timedelta(days=days_ago)
+        since = min(((day - i).days for i in infusions if i < day), default=99)
+        answered = days_ago <= WORSENING_DAYS or rng.random() > MISSED_SHARE
+        values = _day_values(rng, since) if answered else {}
+        if patient.phone == WORSENING_PHONE and days_ago <= WORSENING_DAYS:
+            # Past every usual day (at most 5) and short of severe (9): 7, then 8, 8.
+            values["pain"] = 7 if days_ago == WORSENING_DAYS else 8
+        _checkin(session, patient, day, "daily_symptoms", values, days_ago <= TRANSCRIPT_DAYS)
+        if day.weekday() == 0:  # the weekly PHQ-2 on Mondays
+            phq = _phq2(rng, since) if answered else {}
+            _checkin(session, patient, day, "weekly_mood", phq, days_ago <= TRANSCRIPT_DAYS)
+
+
+def _day_values(rng: random.Random, since_infusion: int) -> dict[str, int]:
+    lift = max(0, 3 - since_infusion // 4) if since_infusion >= 1 else 0  # gone by ~day 12
+    noise = (-1, 0, 0, 1)
+    return {
+        "fatigue": _clamp(5 - lift // 2 + rng.choice(noise), 10),
+        "pain": _clamp(4 - lift // 2 + rng.choice(noise), 10),
+        "mood": _clamp(5 + lift + rng.choice(noise), 10),
+    }
+
+
+def _phq2(rng: random.Random, since_infusion: int) -> dict[str, int]:
+    low = since_infusion <= 10
+    interest = _clamp(rng.choice((0, 1, 1) if low else (1, 1, 2)), 3)
+    down = _clamp(rng.choice((0, 1) if low else (1, 2)), 3)
+    return {"phq2_interest": interest, "phq2_down": down, "phq2_total": interest + down}
+
+
+def _clamp(value: int, top: int) -> int:
+    return max(0, min(top, value))
+
+
+def _checkin(
+    session: Session,
+    patient: Patient,
+    day: date,
+    flow_name: str,
+    values: dict[str, int],
+    with_texts: bool,
+) -> None:
+    """One finished check-in: completed with `values`, or expired with every answer missing."""
+    zone = ZoneInfo(patient.timezone)
+    at = time(9) if flow_name == "daily_symptoms" else time(10)
+    due = datetime.combine(day, at, tzinfo=zone)
+    flow = flows.current(flow_name)
+    measures = [m for m in flow_measures(flow_name)]
+    checkin = CheckIn(
+        patient_id=patient.id,
+        flow=flow.name,
+        flow_version=flow.version,
+        idempotency_key=f"{patient.id}:{flow.name}:{day}:{at:%H:%M}",
+        local_date=day,
+        due_at=due,
+        expires_at=datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone),
+        status="completed" if values else "expired",
+        state={},
+        sent_at=due,
+        completed_at=due + timedelta(minutes=7) if values else None,
+        created_at=due,
+    )
+    session.add(checkin)
+    session.flush()
+    for i, measure in enumerate(measures):
+        value = values.get(measure)
+        session.add(
+            Answer(
+                checkin_id=checkin.id,
+                patient_id=patient.id,
+                measure=measure,
+                value=value,
+                status="answered" if value is not None else "missing",
+                raw_text=str(value) if value is not None and measure != "phq2_total" else None,
+                recorded_at=due + timedelta(minutes=2 + i),
+            )
+        )
+    if with_texts:
+        _texts(session, patient, checkin, values, due)
+
+
+def flow_measures(flow_name: str) -> list[str]:
+    if flow_name == "weekly_mood":
+        return ["phq2_interest", "phq2_down", "phq2_total"]
+    return ["fatigue", "pain", "mood"]
+
+
+def _texts(
+    session: Session, patient: Patient, checkin: CheckIn, values: dict[str, int], due: datetime
+) -> None:
+    """The conversation as the patient's phone shows it (questions, replies, thanks)."""
+    asked = [m for m in flow_measures(checkin.flow) if m != "phq2_total"]
+    lines: list[tuple[str, str, str]] = []
+    for measure in asked:
+        lines.append(("outbound", render(f"ask_{measure}", patient.language, {}), "checkin"))
+        if measure in values:
+            lines.append(("inbound", str(values[measure]), "patient"))
+        else:
+            break
+    if values:
+        lines.append(("outbound", render("thanks", patient.language, {}), "reply"))
+    for i, (direction, body, purpose) in enumerate(lines):
+        outbound = direction == "outbound"
+        session.add(
+            Message(
+                direction=direction,
+                patient_id=patient.id,
+                checkin_id=checkin.id,
+                to_number=patient.phone if outbound else DEMO_FROM,
+                from_number=DEMO_FROM if outbound else patient.phone,
+                body=body,
+                purpose=purpose,
+                status="delivered" if outbound else "received",
+                created_at=due + timedelta(minutes=i),
+            )
+        )
 
 
 def _start_scheduler_thread(ctx: Context) -> None:

@@ -8,6 +8,7 @@ Twilio webhook's would be.
 from __future__ import annotations
 
 import html
+from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from checkin import demo
 from checkin.config import Settings, load_settings
 from checkin.context import Context
-from checkin.models import Alert, Answer, Message, Patient
+from checkin.models import Alert, Answer, CheckIn, Message, Patient, TreatmentEvent
 from checkin.sendnow import start_now
 from tests.conftest import ALICE, World, twilio_env
 from tests.fake_twilio import FakeTwilio
@@ -154,3 +155,60 @@ def test_demo_seed_has_open_worsening_and_crisis_alerts(ctx: Context) -> None:
     assert severity == "urgent"
     assert evidence[0]["matched"]
     assert demo.seed(ctx) is False  # once only
+
+
+def test_demo_seed_gives_each_patient_four_months_with_infusions_and_recent_texts(
+    ctx: Context,
+) -> None:
+    demo.seed(ctx)
+    now = ctx.clock()
+    with ctx.db.session() as db:
+        for phone in demo.DEMO_PHONES:
+            patient = db.scalars(select(Patient).where(Patient.phone == phone)).one()
+            days = db.scalars(
+                select(CheckIn.local_date).where(
+                    CheckIn.patient_id == patient.id, CheckIn.flow == "daily_symptoms"
+                )
+            ).all()
+            assert len(set(days)) == demo.HISTORY_DAYS
+            statuses = db.scalars(
+                select(CheckIn.status).where(CheckIn.patient_id == patient.id)
+            ).all()
+            answered = statuses.count("completed") / len(statuses)
+            assert 0.8 <= answered <= 0.97, (phone, answered)
+            infusions = db.scalars(
+                select(TreatmentEvent.occurred_on).where(TreatmentEvent.patient_id == patient.id)
+            ).all()
+            assert len(infusions) == len(demo.INFUSION_DAYS_AGO)
+            phq2 = db.scalars(
+                select(Answer.value).where(
+                    Answer.patient_id == patient.id, Answer.measure == "phq2_total"
+                )
+            ).all()
+            assert len(phq2) >= demo.HISTORY_DAYS // 7
+            texts = db.scalars(
+                select(Message.created_at).where(Message.patient_id == patient.id)
+            ).all()
+            assert texts and min(texts) >= now - timedelta(days=demo.TRANSCRIPT_DAYS + 1)
+
+
+def test_demo_mood_lifts_after_each_infusion_and_fades(ctx: Context) -> None:
+    demo.seed(ctx)
+    with ctx.db.session() as db:
+        rows = db.execute(
+            select(CheckIn.patient_id, CheckIn.local_date, Answer.value)
+            .join(Answer, Answer.checkin_id == CheckIn.id)
+            .where(Answer.measure == "mood", Answer.status == "answered")
+        ).all()
+        infusions = db.execute(select(TreatmentEvent.patient_id, TreatmentEvent.occurred_on)).all()
+    after: list[int] = []
+    later: list[int] = []
+    for patient_id, day, value in rows:
+        since = min(
+            ((day - d).days for p, d in infusions if p == patient_id and d < day), default=99
+        )
+        if 1 <= since <= 7:
+            after.append(value)
+        elif 14 <= since <= 27:
+            later.append(value)
+    assert sum(after) / len(after) >= sum(later) / len(later) + 1.5
