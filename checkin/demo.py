@@ -109,7 +109,7 @@ def seed(ctx: Context) -> bool:
             patient = enrol(
                 session,
                 new,
-                now - timedelta(days=31),
+                now - timedelta(days=HISTORY_DAYS + 1),
                 actor="demo",
                 sender=ctx.settings.sender,
                 welcome=False,
