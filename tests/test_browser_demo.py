@@ -7,10 +7,12 @@ and the simulator."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from checkin import demo
@@ -71,3 +73,48 @@ def test_the_demo_shows_a_crisis_a_worsening_patient_and_months_of_readings(
     expect(thread.locator("li").last).to_contain_text("STOP")
     expect(thread.locator("li").last).to_be_in_viewport()  # opens at the newest text
     screenshot(page, "demo-simulator", full_page=False)
+
+
+# WCAG 2.1 A and AA, as axe-core checks them (the engine most accessibility audits use).
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+def test_every_main_page_passes_axe_wcag_aa_checks(demo_url: str, page: Page) -> None:
+    axe = Axe()  # axe-core, bundled by axe-playwright-python; run by Playwright, not a <script>
+    page.goto(demo_url + "/login")
+    problems = {"/login": _violations(axe, page)}
+    sign_in(page, "carol@example.org", "demo-password-carol")
+    page.get_by_role("link", name=re.compile("worsening")).first.click()
+    problems["alert page"] = _violations(axe, page)
+    for path in (
+        "/",
+        "/patients",
+        "/patients/3",
+        "/patients/3?days=365",
+        "/admin",
+        "/admin/patients/new",
+        "/admin/patients/import",
+        "/admin/schedules",
+        "/admin/schedules/new",
+        "/admin/staff",
+        "/admin/staff/1",
+        "/admin/rules",
+        "/admin/audit",
+        "/account",
+        "/simulator?patient=3",
+    ):
+        page.goto(demo_url + path)
+        problems[path] = _violations(axe, page)
+    assert {k: v for k, v in problems.items() if v} == {}
+    # The check can fail: a page without a language, a title or a label for its field.
+    page.set_content('<main><input id="q"></main>')
+    caught = " ".join(_violations(axe, page))
+    assert all(rule in caught for rule in ("html-has-lang", "document-title", "label")), caught
+
+
+def _violations(axe: Axe, page: Page) -> list[str]:
+    results = axe.run(page, options=WCAG)
+    return [
+        f"{v['id']} ({v['impact']}): {len(v['nodes'])} node(s), e.g. {v['nodes'][0]['html'][:120]}"
+        for v in results.response["violations"]
+    ]

@@ -21,7 +21,7 @@ from checkin.evaluation import recent_readings
 from checkin.models import Alert, Answer, Patient, StaffUser
 from checkin.web import context
 from checkin.web.auth import login_required, signed_in
-from checkin.web.forms import page_number
+from checkin.web.forms import Paging
 
 bp = Blueprint("dashboard", __name__)
 
@@ -73,23 +73,20 @@ def inbox() -> str:
     with context().db.session() as db:
         counted = select(func.count()).select_from(Alert).join(Patient, _PATIENT_OF_ALERT)
         total = db.scalar(counted.where(*where)) or 0
-        pages = max(1, -(-total // PAGE_SIZE))
-        page = min(page_number(request.args.get("page")), pages)
-        stmt = (
+        paging = Paging.of(total, request.args.get("page"), PAGE_SIZE)
+        stmt = paging.rows(
             select(Alert, Patient)
             .join(Patient, _PATIENT_OF_ALERT)
             .where(*where)
             .order_by(_SEVERITY_ORDER, Alert.created_at, Alert.id)
-            .offset((page - 1) * PAGE_SIZE)
-            .limit(PAGE_SIZE)
         )
         rows = _inbox_rows(db, [(alert, patient) for alert, patient in db.execute(stmt)])
     return render_template(
         "inbox.html",
         rows=rows,
         total=total,
-        page=page,
-        pages=pages,
+        page=paging.page,
+        pages=paging.pages,
         kind=kind,
         status=status,
         kinds=ALERT_KINDS,

@@ -9,9 +9,13 @@ values, and a form into a ScheduleSpec.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import cache
+from typing import TypeVar
 from zoneinfo import ZoneInfo
+
+from sqlalchemy.sql.selectable import GenerativeSelect
 
 from checkin.phones import zone_names
 from checkin.schedules import DAY_NAMES, ScheduleError, ScheduleSpec, parse_time
@@ -31,6 +35,9 @@ LANGUAGE_NAMES = {"en": "English", "es": "Spanish (español)"}
 DAY_LABELS = dict(zip(DAY_NAMES, ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), strict=True))
 
 
+S = TypeVar("S", bound=GenerativeSelect)
+
+
 class FormError(ValueError):
     """A one-line reason a form cannot be accepted."""
 
@@ -40,6 +47,24 @@ def all_zones() -> tuple[str, ...]:
     """Every IANA zone name a patient can have, sorted (the long list under the common ones).
     All of them, so a patient's zone is always among the options and a save never changes it."""
     return tuple(sorted(zone_names()))
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Which page of a paged table to show: `page` of `pages`, `size` rows each."""
+
+    page: int
+    pages: int
+    size: int
+
+    @classmethod
+    def of(cls, total: int, requested: str | None, size: int) -> Paging:
+        """?page=N for `total` rows, clamped to a page that exists."""
+        pages = max(1, -(-total // size))
+        return cls(min(page_number(requested), pages), pages, size)
+
+    def rows(self, stmt: S) -> S:
+        return stmt.offset((self.page - 1) * self.size).limit(self.size)
 
 
 def page_number(raw: str | None) -> int:

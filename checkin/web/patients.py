@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pygal
-from flask import Blueprint, Response, abort, make_response, render_template, request
+from flask import Blueprint, Response, make_response, render_template, request
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
@@ -42,7 +42,8 @@ from checkin.models import (
 from checkin.trends import SCALE_MAX, RuleParams
 from checkin.web import CONTENT_SECURITY_POLICY, context
 from checkin.web.auth import login_required, signed_in
-from checkin.web.forms import COMMON_ZONES, DAY_LABELS, LANGUAGE_NAMES, all_zones, page_number
+from checkin.web.forms import COMMON_ZONES, DAY_LABELS, LANGUAGE_NAMES, Paging, all_zones
+from checkin.web.scope import in_program
 
 bp = Blueprint("patients", __name__)
 
@@ -102,7 +103,6 @@ def patient_list() -> str:
     q = request.args.get("q", "").strip()[:QUERY_MAX]
     status = request.args.get("status", "")
     status = status if status in PATIENT_STATUSES else ""
-    page_no = page_number(request.args.get("page"))
     ctx = context()
     now = ctx.clock()
     where = [Patient.program_id == signed_in().program_id]
@@ -112,17 +112,9 @@ def patient_list() -> str:
         where.append(Patient.status == status)
     with ctx.db.session() as db:
         total = db.scalar(select(func.count()).select_from(Patient).where(*where)) or 0
-        pages = max(1, -(-total // PAGE_SIZE))
-        page_no = min(page_no, pages)
-        patients = list(
-            db.scalars(
-                select(Patient)
-                .where(*where)
-                .order_by(Patient.name, Patient.id)
-                .offset((page_no - 1) * PAGE_SIZE)
-                .limit(PAGE_SIZE)
-            )
-        )
+        paging = Paging.of(total, request.args.get("page"), PAGE_SIZE)
+        listed = select(Patient).where(*where).order_by(Patient.name, Patient.id)
+        patients = list(db.scalars(paging.rows(listed)))
         ids = [p.id for p in patients]
         rates = response_rates(db, ids, now)
         last = _last_checkins(db, ids, now)
@@ -142,8 +134,8 @@ def patient_list() -> str:
         q=q,
         status=status,
         statuses=PATIENT_STATUSES,
-        page=page_no,
-        pages=pages,
+        page=paging.page,
+        pages=paging.pages,
         total=total,
         page_size=PAGE_SIZE,
     )
@@ -238,16 +230,8 @@ def _open_alerts(db: Session, patient_ids: Sequence[int]) -> dict[int, int]:
 
 
 def patient_in_program(db: Session, patient_id: int) -> Patient:
-    """The patient, if they belong to the signed-in staff member's program; else a 404, the
-    same answer as for a patient who does not exist."""
-    patient = db.scalar(
-        select(Patient).where(
-            Patient.id == patient_id, Patient.program_id == signed_in().program_id
-        )
-    )
-    if patient is None:
-        abort(404)
-    return patient
+    """The patient, if they belong to the signed-in staff member's program; else a 404."""
+    return in_program(db, Patient, patient_id)
 
 
 @bp.get("/patients/<int:patient_id>")

@@ -18,7 +18,7 @@ from checkin.models import AuditEvent
 from checkin.web import context
 from checkin.web.admin import bp
 from checkin.web.auth import signed_in
-from checkin.web.forms import FormError, field, form_date, page_number
+from checkin.web.forms import FormError, Paging, field, form_date
 
 PAGE_SIZE = 100
 
@@ -33,20 +33,12 @@ def audit_log() -> str:
         where = _filters(args, zone)
     except FormError as exc:
         error, where = str(exc), [_visible()]
-    page_no = page_number(args.get("page"))
     with ctx.db.session() as db:
         total = db.scalar(select(func.count()).select_from(AuditEvent).where(*where)) or 0
-        pages = max(1, -(-total // PAGE_SIZE))
-        page_no = min(page_no, pages)
-        rows = list(
-            db.scalars(
-                select(AuditEvent)
-                .where(*where)
-                .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-                .offset((page_no - 1) * PAGE_SIZE)
-                .limit(PAGE_SIZE)
-            )
-        )
+        paging = Paging.of(total, args.get("page"), PAGE_SIZE)
+        newest = select(AuditEvent).where(*where)
+        newest = newest.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        rows = list(db.scalars(paging.rows(newest)))
         actions = list(
             db.scalars(
                 select(AuditEvent.action).where(_visible()).distinct().order_by(AuditEvent.action)
@@ -59,8 +51,8 @@ def audit_log() -> str:
         actions=actions,
         filters=filters,
         query={k: v for k, v in filters.items() if v},
-        page=page_no,
-        pages=pages,
+        page=paging.page,
+        pages=paging.pages,
         total=total,
         error=error,
         zone=zone,

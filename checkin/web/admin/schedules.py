@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
@@ -30,6 +30,7 @@ from checkin.web import context
 from checkin.web.admin import bp
 from checkin.web.auth import signed_in
 from checkin.web.forms import COMMON_ZONES, DAY_LABELS, all_zones, field, schedule_spec
+from checkin.web.scope import in_program
 
 # The preview looks this far ahead and lists at most this many sends.
 PREVIEW_DAYS = 28
@@ -155,17 +156,9 @@ def _save(form: Any, old_id: int | None) -> tuple[str, int] | Response:
 
 def _program_schedule(db: Session, schedule_id: int) -> Schedule:
     """An active program-wide schedule of the admin's program, else 404."""
-    schedule = db.scalar(
-        select(Schedule).where(
-            Schedule.id == schedule_id,
-            Schedule.program_id == signed_in().program_id,
-            Schedule.patient_id.is_(None),
-            Schedule.active.is_(True),
-        )
+    return in_program(
+        db, Schedule, schedule_id, Schedule.patient_id.is_(None), Schedule.active.is_(True)
     )
-    if schedule is None:
-        abort(404)
-    return schedule
 
 
 def _values_of(schedule: Schedule) -> MultiDict[str, str]:

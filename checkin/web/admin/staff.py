@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
@@ -22,6 +22,7 @@ from checkin.web import context
 from checkin.web.admin import bp
 from checkin.web.auth import signed_in
 from checkin.web.forms import field
+from checkin.web.scope import in_program
 
 
 @bp.get("/staff")
@@ -132,14 +133,7 @@ def set_password(staff_id: int) -> tuple[str, int] | Response:
 
 
 def _member(db: Session, staff_id: int) -> StaffUser:
-    member = db.scalar(
-        select(StaffUser).where(
-            StaffUser.id == staff_id, StaffUser.program_id == signed_in().program_id
-        )
-    )
-    if member is None:
-        abort(404)
-    return member
+    return in_program(db, StaffUser, staff_id)
 
 
 def _form_page(values: Any, member: StaffUser | None, error: str | None = None) -> str:
