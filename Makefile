@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)  ## writes docs/benchmarks.md; needs the PostgreSQL that the tests use
 	$(BIN)/python -m bench.trends
 	$(BIN)/python -m bench.dispatch --patients 100000
+	$(BIN)/python -m bench.dashboard --patients 10000 --requests 50
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
