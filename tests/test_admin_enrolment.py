@@ -8,12 +8,15 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from checkin import scheduler
 from checkin.consent import ENROLMENT_CONSENT_TEXT
 from checkin.context import Context
 from checkin.models import AuditEvent, ConsentEvent, Message, Patient
+from checkin.web.admin import enrolment
 from tests.conftest import World
 from tests.fake_twilio import FakeTwilio
 from tests.test_web import login, token
@@ -163,7 +166,10 @@ def test_a_good_csv_imports_every_row_with_its_consent_and_welcome(
     )
     response = submit(client, IMPORT, import_form(csv))
     assert response.status_code == 303
-    assert "Imported 2 patient(s); 2 welcome text(s) sent." in client.get("/patients").text
+    flashed = "Imported 2 patient(s); 2 welcome text(s) queued for the scheduler."
+    assert flashed in client.get("/patients").text
+    assert fake_twilio.sent == []  # the page does not wait for Twilio
+    assert scheduler.tick(ctx)["delivered"] == 2
     with ctx.db.session() as session:
         rows = session.execute(
             select(Patient.phone, Patient.program_id, ConsentEvent.source, ConsentEvent.method)
@@ -175,7 +181,8 @@ def test_a_good_csv_imports_every_row_with_its_consent_and_welcome(
         ("+13125550112", world.program_id, "csv_import", "written_form"),
         ("+16175550111", world.program_id, "csv_import", "written_form"),
     ]
-    assert {s.to for s in fake_twilio.sent} == {"+16175550111", "+13125550112"}
+    welcomed = {s.to for s in fake_twilio.sent if "STOP" in s.body}
+    assert welcomed == {"+16175550111", "+13125550112"}
 
 
 def test_a_csv_with_bad_rows_lists_each_by_line_and_imports_nobody(
@@ -239,3 +246,18 @@ def test_pasted_rows_import_as_well_as_a_file(
             "Europe/Madrid"
         )
     assert fake_twilio.sent == []
+
+
+def test_a_file_over_the_pages_row_limit_is_refused_whole(
+    client: FlaskClient, ctx: Context, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(enrolment, "MAX_IMPORT_ROWS", 2)
+    login(client, email=CAROL)
+    before = patients(ctx)
+    csv = "phone,name,timezone\n" + "".join(
+        f"+1617555011{i},P {i},America/New_York\n" for i in range(3)
+    )
+    response = submit(client, IMPORT, import_form(csv))
+    assert response.status_code == 400
+    assert "the file has 3 rows; this page imports at most 2 at a time" in response.text
+    assert patients(ctx) == before

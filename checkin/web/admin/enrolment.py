@@ -37,6 +37,8 @@ METHOD_LABELS = {
     "electronic_form": "Electronic form",
 }
 assert set(METHOD_LABELS) == set(CONSENT_METHODS)
+# A page import runs inside one request (about 2 ms a row); larger files go through the CLI.
+MAX_IMPORT_ROWS = 5000
 # What became of the welcome text, in staff's words (outbox.deliver's statuses).
 WELCOME_OUTCOMES = {
     "queued": "sent",
@@ -114,6 +116,13 @@ def import_patients() -> tuple[str, int] | Response:
         good, errors = read_csv(text, exists=lambda phone: find(db, phone) is not None)
         if not errors and not good:
             errors = ["the file has no patient rows under its header line"]
+        if len(good) + len(errors) > MAX_IMPORT_ROWS:
+            too_many = (
+                f"the file has {len(good) + len(errors):,} rows; this page imports at most "
+                f"{MAX_IMPORT_ROWS:,} at a time (split the file, or use `checkin patients "
+                "import`)"
+            )
+            return _import_page(form, error=too_many), 400
         if errors:  # nothing was added: the block ends with nothing to commit
             return _import_page(form, errors=errors), 400
         welcomes = enrol_all(
@@ -126,11 +135,10 @@ def import_patients() -> tuple[str, int] | Response:
             program=db.get_one(Program, staff.program_id),
             consent_record=consent,
         )
-    outcomes = outbox.deliver_many(ctx, welcomes) if welcomes else {}
-    sent = sum(WELCOME_OUTCOMES.get(o) == "sent" for o in outcomes.values())
-    held = len(welcomes) - sent
-    later = f" ({held} held for texting hours or a retry)" if held else ""
-    flash(f"Imported {len(good)} patient(s); {sent} welcome text(s) sent{later}.", "success")
+    # Welcome texts wait in the outbox for the scheduler (its next tick, quiet hours
+    # permitting) rather than holding this request while thousands go out.
+    queued = f"; {len(welcomes)} welcome text(s) queued for the scheduler" if welcomes else ""
+    flash(f"Imported {len(good)} patient(s){queued}.", "success")
     return redirect(url_for("patients.patient_list"), code=303)
 
 
