@@ -69,8 +69,9 @@ class Settings:
 
     @property
     def sender(self) -> str:
-        """The number inbound texts are addressed to (shown as `To` in webhooks)."""
-        return self.twilio_from_number or DEMO_FROM_NUMBER
+        """What texts go out from, as each Message row records it: the number, or else the
+        Messaging Service (its pool picks the number), or the demo's made-up number."""
+        return self.twilio_from_number or self.twilio_messaging_service_sid or DEMO_FROM_NUMBER
 
     def require_web(self) -> None:
         """What a web process needs on top of the basics; called by create_app."""

@@ -131,3 +131,17 @@ def test_a_schedule_time_inside_quiet_hours_is_explained() -> None:
     reason = check_schedule_time(time(22, 0), *QUIET)
     assert reason is not None and "quiet hours" in reason and "22:00" in reason
     assert check_schedule_time(time(9, 0), *QUIET) is None
+
+
+def test_with_only_a_messaging_service_texts_are_recorded_as_from_that_service() -> None:
+    service = "MG" + "2" * 32
+    settings = load_settings(
+        {
+            "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+            "TWILIO_AUTH_TOKEN": "token",
+            "TWILIO_MESSAGING_SERVICE_SID": service,
+        }
+    )
+    assert settings.sender == service  # never the demo's made-up number
+    number = load_settings({**{"TWILIO_FROM_NUMBER": "+16175550000"}, "CHECKIN_DEMO": "1"})
+    assert number.sender == "+16175550000"
