@@ -31,6 +31,7 @@ bench: $(STAMP)  ## writes docs/benchmarks.md; needs the PostgreSQL that the tes
 	$(BIN)/python -m bench.trends
 	$(BIN)/python -m bench.dispatch --patients 100000
 	$(BIN)/python -m bench.dashboard --patients 10000 --requests 50
+	$(BIN)/python -m bench.inbound --patients 5000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
