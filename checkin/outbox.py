@@ -284,10 +284,11 @@ def _hold_reason(session: Session, message: Message, now: datetime) -> str | Non
     """Why the message must not go now ('suppressed' / 'deferred'), or None to send it."""
     if message.patient_id is None:
         return None
-    if message.purpose == "reminder" and message.checkin_id is not None:
+    if message.purpose in ("checkin", "reminder") and message.checkin_id is not None:
         checkin = session.get_one(CheckIn, message.checkin_id)
         if checkin.status != "open" or checkin.expires_at <= now:
-            # Answered, expired or interrupted while the reminder waited out quiet hours.
+            # Answered, expired or interrupted (crisis language) while the text waited out
+            # quiet hours or Twilio retries: a scripted question must not follow a 988 reply.
             message.status, message.error_message = "suppressed", f"check-in {checkin.status}"
             return "suppressed"
     patient = session.get_one(Patient, message.patient_id)
