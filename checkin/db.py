@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -47,6 +47,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # A database error's message ends up in logged tracebacks: it must not carry the values of
+    # the statement (patients' numbers, names, the words they texted). docs/security.md.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -55,7 +58,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    event.listen(engine, "handle_error", _withhold_row_data)
+    return engine
+
+
+def _withhold_row_data(context: ExceptionContext) -> None:
+    """PostgreSQL's DETAIL quotes the row it refused ("Failing row contains (...)", "Key
+    (phone)=(...) already exists"): keep only the primary message, which names the constraint.
+    The detail stays on the driver's exception (`.orig.diag`) for a debugger."""
+    orig, wrapped = context.original_exception, context.sqlalchemy_exception
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if not primary or not getattr(diag, "message_detail", None):
+        return
+    orig.args = (primary,)
+    if wrapped is not None:  # its message was made from the driver's before this hook ran
+        wrapped.args = (f"({type(orig).__module__}.{type(orig).__name__}) {primary}",)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -380,7 +380,7 @@ def record_status(
         if candidate is not None and candidate.twilio_sid in (None, sid):
             message = candidate
             message.twilio_sid = sid
-    if message is None:
+    if message is None or message.direction == "inbound":  # a patient's text has no delivery
         return False
     if STATUS_RANK.get(status, -1) <= STATUS_RANK.get(message.status, -1):
         return False

@@ -7,6 +7,7 @@ does not match CHECKIN_PUBLIC_URL + path is refused with 403 and nothing is stor
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -22,6 +23,12 @@ from checkin.conversations import Inbound, handle_inbound
 bp = Blueprint("webhooks", __name__, url_prefix="/twilio")
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+# Twilio's SIDs are two letters and 32 hex digits; its addresses are short. Anything else did not
+# come from Twilio, and PostgreSQL would refuse to store a NUL or an over-long value (a 500).
+TWILIO_SID = re.compile(r"[A-Za-z0-9]{1,64}")  # Message.twilio_sid is 64 long
+ADDRESS_LENGTH = 254  # Message.to_number, Message.from_number
+# Digits that fit an integer column: ErrorCode (Twilio's have five) and our own ?message=<id>.
+SMALL_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def context() -> Context:
@@ -54,12 +61,15 @@ def inbound_sms() -> Response:
     if not sid or not sender:
         abort(400, "MessageSid and From are required")
     ctx = context()
+    to = form.get("To", ctx.settings.sender)
+    if not TWILIO_SID.fullmatch(sid) or not _address(sender) or not _address(to):
+        abort(400, "MessageSid, From or To is not one Twilio sends")
     handled = handle_inbound(
         ctx,
         Inbound(
             sid=sid,
             from_number=sender,
-            to_number=form.get("To", ctx.settings.sender),
+            to_number=to,
             body=form.get("Body", ""),
             opt_out_type=form.get("OptOutType") or None,
         ),
@@ -76,6 +86,10 @@ def inbound_sms() -> Response:
     return response
 
 
+def _address(value: str) -> bool:
+    return len(value) <= ADDRESS_LENGTH and "\x00" not in value
+
+
 def _send_pages(ctx: Context, message_ids: list[int]) -> None:
     try:
         outbox.deliver_many(ctx, message_ids)
@@ -89,12 +103,13 @@ def status_callback() -> Response:
     form = request.form
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-    code = form.get("ErrorCode")
-    message_id = request.args.get("message", type=int)
+    code = form.get("ErrorCode", "")
+    raw_id = request.args.get("message", "")
+    message_id = int(raw_id) if SMALL_NUMBER.fullmatch(raw_id) else None
     ctx = context()
-    if sid and status:
+    if TWILIO_SID.fullmatch(sid) and status:
         with ctx.db.session() as session:
-            error = int(code) if code and code.isdigit() else None
+            error = int(code) if SMALL_NUMBER.fullmatch(code) else None
             outbox.record_status(session, sid, status, error, ctx.clock(), message_id)
     # Always 200: a non-2xx makes Twilio retry a callback we can do nothing more with.
     return Response("", status=200)
