@@ -11,15 +11,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from checkin import alerts, consent, crisis, evaluation, flows, keywords
 from checkin.catalog import render
 from checkin.context import Context
 from checkin.flows import engine
 from checkin.models import Answer, CheckIn, Message, Patient, StaffUser
-from checkin.patients import find, program_of
+from checkin.patients import program_of
 from checkin.phones import InvalidPhone, normalise_phone
 
 # A reply this soon after a check-in closed is answered as late (and kept, flagged), rather
@@ -47,12 +48,16 @@ class Handled:
 
 
 def handle_inbound(ctx: Context, inbound: Inbound) -> Handled:
+    """Store the text and its replies in one transaction; return the replies and the pages.
+
+    A MessageSid seen before (Twilio re-delivers when our answer was slow) is found by the
+    unique constraint when the text is stored: the whole turn is rolled back and the replies
+    recorded the first time are sent again. Checking first would cost every reply a query.
+    """
     # PostgreSQL text cannot hold NUL; a stray one must not turn a patient's text into a 500.
     inbound = replace(inbound, body=inbound.body.replace("\x00", "\ufffd"))
     try:
         with ctx.db.session() as session:
-            if session.scalar(select(Message.id).where(Message.twilio_sid == inbound.sid)):
-                return _replay(session, inbound.sid)
             now = ctx.clock()
             patient = _patient(session, inbound.from_number)
             message = Message(
@@ -66,14 +71,17 @@ def handle_inbound(ctx: Context, inbound: Inbound) -> Handled:
                 twilio_sid=inbound.sid,
                 created_at=now,
             )
+            # Not flushed yet: a reply to a check-in is stored with its check-in id in one
+            # INSERT (see _Turn.message_id).
             session.add(message)
-            session.flush()
             turn = _Turn(ctx, session, patient, message, now)
             handled = turn.run(inbound.opt_out_type)
             turn.store_replies(handled)
     except IntegrityError:
-        # Twilio re-delivered the same MessageSid while the first delivery was in flight.
-        return Handled(duplicate=True)
+        with ctx.db.session() as session:
+            if session.scalar(select(Message.id).where(Message.twilio_sid == inbound.sid)):
+                return _replay(session, inbound.sid)
+        raise
     return handled
 
 
@@ -89,10 +97,13 @@ def _replay(session: Session, sid: str) -> Handled:
 
 
 def _patient(session: Session, raw_from: str) -> Patient | None:
+    """The sender, with their program (its rules and name) in the same query."""
     try:
-        return find(session, normalise_phone(raw_from))
+        phone = normalise_phone(raw_from)
     except InvalidPhone:
         return None
+    stmt = select(Patient).options(joinedload(Patient.program)).where(Patient.phone == phone)
+    return session.scalar(stmt)
 
 
 class _Turn:
@@ -114,6 +125,12 @@ class _Turn:
             now,
         )
         self.language = patient.language if patient else "en"
+
+    def message_id(self) -> int:
+        """The inbound text's id, storing it now if it is not stored yet."""
+        if self.message.id is None:
+            self.session.flush()
+        return self.message.id
 
     def run(self, opt_out_type: str | None) -> Handled:
         matched = crisis.detect(self.message.body)
@@ -153,7 +170,7 @@ class _Turn:
             checkin.status = "interrupted"  # scripted questions pause until staff resolve
         evidence = {
             "matched": matched,
-            "message_id": self.message.id,
+            "message_id": self.message_id(),
             "phrase_list": crisis.LIST_VERSION,
         }
         handled.pages = self.alert("crisis", "urgent", evidence)
@@ -205,7 +222,7 @@ class _Turn:
                 self.now,
                 source=source,
                 actor=patient.phone,
-                message_id=self.message.id,
+                message_id=self.message_id(),
             )
             reply = self.text("stop_confirm", program=program.name)
         elif keyword == "opt_in":
@@ -216,7 +233,7 @@ class _Turn:
                     self.now,
                     source=source,
                     actor=patient.phone,
-                    message_id=self.message.id,
+                    message_id=self.message_id(),
                 )
             reply = self.text("start_confirm", program=program.name)
         else:
@@ -229,22 +246,23 @@ class _Turn:
         """'Please stop texting me' is not a keyword: staff follow up, nothing is stored as
         an answer, and the patient learns the word that stops texts at once."""
         self.message.purpose = "stop_request"
-        evidence = {"message_id": self.message.id, "rule": "free-text stop request"}
+        evidence = {"message_id": self.message_id(), "rule": "free-text stop request"}
         self.alert("stop_request", "routine", evidence)
         return Handled([self.text("stop_request")], purpose="keyword")
 
     def open_checkin(self) -> CheckIn | None:
         assert self.patient is not None
-        checkin = self.session.scalar(
-            select(CheckIn)
-            .where(
-                CheckIn.patient_id == self.patient.id,
-                CheckIn.status == "open",
+        with self.session.no_autoflush:  # the text is stored with its check-in, below
+            checkin = self.session.scalar(
+                select(CheckIn)
+                .where(
+                    CheckIn.patient_id == self.patient.id,
+                    CheckIn.status == "open",
+                )
+                .order_by(CheckIn.id.desc())
+                .limit(1)
+                .with_for_update()
             )
-            .order_by(CheckIn.id.desc())
-            .limit(1)
-            .with_for_update()
-        )
         if checkin is not None and checkin.expires_at <= self.now:
             expire(self.session, checkin, self.now)
             return None
@@ -256,7 +274,7 @@ class _Turn:
         flow = flows.version(checkin.flow, checkin.flow_version)
         state = engine.RunState.from_dict(checkin.state)
         outcome = engine.advance(flow, state, self.message.body, self.now)
-        store_readings(self.session, checkin, outcome.readings, self.now, self.message.id)
+        store_readings(self.session, checkin, outcome.readings, self.now, self.message_id())
         checkin.state = {
             **checkin.state,
             **outcome.state.to_dict(),
@@ -330,21 +348,34 @@ def store_readings(
     now: datetime,
     message_id: int | None,
 ) -> None:
-    """Insert each reading; a second reading of the same measure is a correction of it."""
-    existing = {
-        a.measure: a for a in session.scalars(select(Answer).where(Answer.checkin_id == checkin.id))
-    }
-    for reading in readings:
-        answer = existing.get(reading.measure)
-        if answer is None:
-            answer = Answer(
-                checkin_id=checkin.id, patient_id=checkin.patient_id, measure=reading.measure
-            )
-            session.add(answer)
-            existing[reading.measure] = answer
-        answer.value, answer.status = reading.value, reading.status
-        answer.raw_text, answer.note = reading.raw_text, reading.note
-        answer.message_id, answer.recorded_at = message_id, now
+    """Store each reading; a second reading of the same measure is a correction of it (one
+    INSERT ... ON CONFLICT (checkin_id, measure) DO UPDATE, on PostgreSQL and SQLite)."""
+    if not readings:
+        return
+    rows = [
+        {
+            "checkin_id": checkin.id,
+            "patient_id": checkin.patient_id,
+            "measure": r.measure,
+            "value": r.value,
+            "status": r.status,
+            "raw_text": r.raw_text,
+            "note": r.note,
+            "message_id": message_id,
+            "recorded_at": now,
+        }
+        # One row per measure (a later reading of it in the same text wins): PostgreSQL
+        # refuses an upsert that touches one row twice.
+        for r in {r.measure: r for r in readings}.values()
+    ]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(Answer).values(rows)
+    changed = ("value", "status", "raw_text", "note", "message_id", "recorded_at")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["checkin_id", "measure"],
+        set_={column: stmt.excluded[column] for column in changed},
+    )
+    session.execute(stmt)
 
 
 def expire(session: Session, checkin: CheckIn, now: datetime) -> None:
