@@ -29,6 +29,11 @@ from checkin.transports import SendResult, TransportError
 # Texts that quiet hours hold back. Replies, keyword answers, crisis replies and staff alerts
 # are exempt (CLINICAL.md: replies to the patient's own message and crisis replies).
 QUIET_HOURS_APPLY_TO = frozenset({"checkin", "welcome", "reminder"})
+# Pages to staff never wait for a slot of CHECKIN_SEND_RATE_PER_SECOND: behind a morning's
+# thousands of check-ins a crisis page would wait minutes. The limit exists to keep Twilio's
+# own queue short, so a page sent past it still leaves at once; a few pages over the rate
+# cost nothing.
+UNLIMITED_PURPOSES = frozenset({"alert"})
 # After this many attempts a transiently failing send is given up and marked failed.
 MAX_ATTEMPTS = 5
 # A claim older than this belongs to a worker that died mid-send; another may take it over.
@@ -94,6 +99,7 @@ class _Send:
     validity_seconds: int | None
     quiet: tuple[ZoneInfo, time, time] | None  # the patient's quiet hours, for scheduled texts
     channel: str = "sms"
+    purpose: str = "checkin"
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,15 @@ def deliver_many(ctx: Context, message_ids: Sequence[int]) -> dict[int, str]:
             validity = _validity_seconds(session, message, now)
             quiet = _quiet_hours(session, message)
             sends.append(
-                _Send(message_id, message.to_number, message.body, validity, quiet, message.channel)
+                _Send(
+                    message_id,
+                    message.to_number,
+                    message.body,
+                    validity,
+                    quiet,
+                    message.channel,
+                    message.purpose,
+                )
             )
         del loaded
     unexpected: BaseException | None = None
@@ -161,7 +175,7 @@ def _send_all(ctx: Context, sends: list[_Send]) -> list[object]:
                         "email is not configured (CHECKIN_SMTP_HOST)", permanent=True
                     )
                 return ctx.email.send_email(send.to, send.body)
-            if ctx.limiter is not None:
+            if ctx.limiter is not None and send.purpose not in UNLIMITED_PURPOSES:
                 ctx.limiter.acquire()
                 # The wait for a slot may have run into quiet hours: check again.
                 if send.quiet is not None:

@@ -690,6 +690,33 @@ def test_seven_check_ins_due_at_once_go_out_at_most_three_a_second_when_the_rate
     assert clock() >= ny(10, 9, 0) + timedelta(seconds=2)
 
 
+def test_a_page_to_staff_never_waits_for_the_send_rate_while_a_check_in_does(
+    db_url: str, fake_twilio: FakeTwilio
+) -> None:
+    rated = make_context(
+        load_settings(twilio_env(db_url, fake_twilio, CHECKIN_SEND_RATE_PER_SECOND="1"))
+    )
+    clock = FrozenClock(ny(10, 9, 0))
+    rated.clock = clock
+    waited: list[float] = []
+    assert rated.limiter is not None
+    rated.limiter.sleep = lambda seconds: (waited.append(seconds), clock.advance(seconds=seconds))
+    try:
+        rated.limiter.acquire()  # this second's one slot is taken (the morning's check-ins)
+        with rated.db.session() as session:
+            common = {"from_number": FROM_NUMBER, "now": clock()}
+            page = outbox.queue(session, to=BOB, body="page", purpose="alert", **common)
+            welcome = outbox.queue(session, to=BOB, body="welcome", purpose="welcome", **common)
+            page_id, welcome_id = page.id, welcome.id
+        assert outbox.deliver(rated, page_id) == "queued"
+        assert waited == [] and clock() == ny(10, 9, 0)  # the page left at once
+        assert outbox.deliver(rated, welcome_id) == "queued"
+        assert waited and clock() >= ny(10, 9, 0) + timedelta(seconds=1)  # this one waited
+    finally:
+        rated.db.dispose()
+    assert [s.body for s in fake_twilio.sent] == ["page", "welcome"]
+
+
 def test_a_rate_limited_batch_still_waiting_at_nine_pm_sends_nothing_after_nine(
     db_url: str, fake_twilio: FakeTwilio
 ) -> None:
