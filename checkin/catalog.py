@@ -9,9 +9,29 @@ Rules for anything added here (CLINICAL.md "Messaging compliance"):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 LANGUAGES = ("en", "es")
+# Words that would put a diagnosis, a drug or a treatment on a patient's lock screen
+# (CLINICAL.md "Messaging compliance": texts carry the minimum, no diagnosis, no drug names).
+# Not symptoms: the PHQ-2 asks about feeling "depressed", and the crisis reply must name the
+# Suicide & Crisis Lifeline.
+# Every catalog text is checked against them (tests/test_safety_text.py), and so are the
+# program name and support contact a clinic configures (config.py), which texts include.
+HEALTH_WORDS = re.compile(
+    r"(?<!\w)(ms|m\.s\.|sclerosis|esclerosis|ketamin[ae]|esketamin[ae]|spravato|ketalar|"
+    r"depression|depresi[oó]n|infusions?|infusi[oó]n(es)?|psychiatr\w*|psiquiatr\w*)(?!\w)",
+    re.IGNORECASE,
+)
+
+
+def health_word(text: str) -> str | None:
+    """The first word of `text` that names a diagnosis, drug or treatment, else None."""
+    found = HEALTH_WORDS.search(text)
+    return found.group(0) if found else None
+
+
 # Sent by email, not SMS: the one-segment rule does not apply; the first line is the subject.
 EMAIL_KEYS = frozenset({"staff_alert_email", "staff_digest"})
 

@@ -93,6 +93,7 @@ def default_instance_path() -> Path:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     demo = _flag(env, "CHECKIN_DEMO")
+    _patient_facing(env)
     sid = _opt(env, "TWILIO_ACCOUNT_SID")
     token = _opt(env, "TWILIO_AUTH_TOKEN")
     from_number = _opt(env, "TWILIO_FROM_NUMBER")
@@ -132,6 +133,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         digest_timezone=_zone(env, "CHECKIN_DIGEST_TIMEZONE", "UTC"),
         trusted_proxies=_whole(env, "CHECKIN_TRUSTED_PROXIES", 0, maximum=5),
     )
+
+
+def _patient_facing(env: Mapping[str, str]) -> None:
+    """The program name and support contact go into texts: no diagnosis, drug or treatment."""
+    from checkin.catalog import health_word
+
+    for name in ("CHECKIN_PROGRAM_NAME", "CHECKIN_SUPPORT_CONTACT"):
+        word = health_word(env.get(name, ""))
+        if word:
+            raise ConfigError(
+                name,
+                f"is shown to patients in texts and must not name a diagnosis, drug or "
+                f"treatment, found {word!r} (e.g. 'Neurology Care Team')",
+            )
 
 
 def _opt(env: Mapping[str, str], name: str) -> str | None:

@@ -413,6 +413,7 @@ def test_the_audit_log_shows_who_did_what_when_and_from_where_newest_first(
     login(client, email=CAROL)
     html = client.get("/admin/audit").text
     rows = re.findall(r'class="audit-row" data-action="([^"]+)"', html)
+    rows = [r for r in rows if not r.endswith(".list")]  # the pages the helpers opened
     assert rows[:4] == ["auth.login", "auth.logout", "patient.pause", "patient.view"]
     pause = html[html.index('data-action="patient.pause"') :].split("</tr>")[0]
     assert "bob@example.org" in pause and "127.0.0.1" in pause and "until=2026-03-20" in pause

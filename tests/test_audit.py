@@ -169,3 +169,25 @@ def test_a_bad_trusted_proxies_setting_is_one_line_naming_it() -> None:
     for value in ("-1", "two", "9"):
         with pytest.raises(ConfigError, match="CHECKIN_TRUSTED_PROXIES: must be a whole number"):
             load_settings({"CHECKIN_TRUSTED_PROXIES": value})
+
+
+def test_looking_at_the_inbox_or_searching_the_patient_list_is_audited(
+    client: Any, ctx: Context, world: World
+) -> None:
+    from tests.test_web import login
+
+    login(client)
+    client.get("/?status=all")
+    client.get("/patients?q=Alice&status=active")
+    with ctx.db.session() as session:
+        rows = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action.in_(("alerts.list", "patients.list")))
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [(r.action, r.actor, r.program_id) for r in rows] == [
+        ("alerts.list", "bob@example.org", world.program_id),
+        ("patients.list", "bob@example.org", world.program_id),
+    ]
+    assert rows[1].detail["q"] == "Alice" and rows[1].detail["shown"] == 1
+    assert rows[0].detail["status"] == "all" and rows[1].detail["ip"] == "127.0.0.1"

@@ -145,3 +145,18 @@ def test_with_only_a_messaging_service_texts_are_recorded_as_from_that_service()
     assert settings.sender == service  # never the demo's made-up number
     number = load_settings({**{"TWILIO_FROM_NUMBER": "+16175550000"}, "CHECKIN_DEMO": "1"})
     assert number.sender == "+16175550000"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CHECKIN_PROGRAM_NAME", "MS Ketamine Clinic"),
+        ("CHECKIN_SUPPORT_CONTACT", "Depression line"),
+    ],
+)
+def test_a_program_name_or_contact_naming_a_diagnosis_or_drug_is_refused(
+    variable: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{variable}: is shown to patients in texts"):
+        load_settings({variable: value})
+    assert load_settings({variable: "Neurology Care Team"}).database_url

@@ -81,6 +81,19 @@ def inbox() -> str:
             .order_by(_SEVERITY_ORDER, Alert.created_at, Alert.id)
         )
         rows = _inbox_rows(db, [(alert, patient) for alert, patient in db.execute(stmt)])
+        # The inbox names patients: who looked at which page of it is audited too.
+        staff = signed_in()
+        audit.record(
+            db,
+            context().clock(),
+            staff.email,
+            "alerts.list",
+            program_id=staff.program_id,
+            status=status,
+            kind=kind or None,
+            page=paging.page,
+            shown=len(rows),
+        )
     return render_template(
         "inbox.html",
         rows=rows,

@@ -121,6 +121,18 @@ def patient_list() -> str:
         rates = response_rates(db, ids, now)
         last = _last_checkins(db, ids, now)
         alerts = _open_alerts(db, ids)
+        # A list (and a search) shows names and numbers: audited like a patient's page.
+        audit.record(
+            db,
+            now,
+            signed_in().email,
+            "patients.list",
+            program_id=signed_in().program_id,
+            q=q or None,
+            status=status or None,
+            page=paging.page,
+            shown=len(patients),
+        )
     rows = [
         Row(
             p,
