@@ -351,3 +351,70 @@ class SchedulerHeartbeat(Base):
     __tablename__ = "scheduler_heartbeats"
     worker: Mapped[str] = mapped_column(String(120), primary_key=True)
     last_tick_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+WEBHOOK_DELIVERY_STATUSES = (
+    "pending",  # waiting for its first try or the next retry (next_attempt_at)
+    "sending",  # claimed by a worker (next_attempt_at bounds the claim)
+    "delivered",  # the endpoint answered 2xx
+    "failed",  # dead letter: retries used up, or the endpoint refused for good
+)
+
+
+class ApiToken(Base):
+    """A staff member's personal API token. Only a SHA-256 of the token is stored (tokens are
+    long and random, so a slow KDF adds nothing); `prefix` lets people tell tokens apart."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEndpoint(Base):
+    """An HTTPS endpoint of the program's (an EHR inbox, a team chat) that receives alert
+    events as JSON signed with HMAC-SHA256 (`secret`, shown once to the admin who added it)."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    secret: Mapped[str] = mapped_column(String(80))
+    # Minimum necessary: a reference and a link unless an admin opts in to the readings.
+    include_readings: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One alert event for one endpoint: saved before it is sent, retried with backoff, and
+    kept as a dead letter when retries run out (the admin pages show the log)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", WEBHOOK_DELIVERY_STATUSES), name="status"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        UniqueConstraint("endpoint_id", "event_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    # A stable id per event (the receiver's idempotency key), e.g. "alert.opened:K7Q2X9:1".
+    event_id: Mapped[str] = mapped_column(String(80))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
