@@ -29,12 +29,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic, perf_counter
-from typing import Any
 from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
@@ -43,6 +41,7 @@ import requests
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
+from bench.copyload import Batch, copy_batch, finish_load, plain
 from bench.dispatch import PG, report
 from checkin.db import Database
 from checkin.migrate import upgrade
@@ -160,27 +159,6 @@ class Profile:
     stop_window: tuple[int, int] | None  # texted STOP, then START, this many days ago
     centre: dict[str, int]  # the patient's usual fatigue, pain and mood
     infusion_phase: int
-
-
-class Batch:
-    """Rows for a chunk of patients, per table. Ids are assigned here so children can point at
-    their parents before anything is sent; the sequences are moved past them at the end."""
-
-    def __init__(self, ids: Mapping[str, Iterator[int]], sids: Iterator[int]) -> None:
-        self.ids = ids
-        self.sids = sids
-        self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in COLUMNS}
-
-    def add(self, table: str, **values: Any) -> int:
-        new_id = next(self.ids[table])
-        self.rows[table].append((new_id, *(values.get(c) for c in COLUMNS[table][1:])))
-        if len(self.rows[table]) == 1 and values.keys() - set(COLUMNS[table]):
-            # Checked once per table and batch: a misspelt column would silently load NULL.
-            raise ValueError(f"{table}: no such column {values.keys() - set(COLUMNS[table])}")
-        return new_id
-
-    def twilio_sid(self) -> str:
-        return f"SM{next(self.sids):032x}"
 
 
 def phone_for(index: int) -> str:
@@ -489,11 +467,6 @@ def alert_ref(n: int) -> str:
 # --- loading ------------------------------------------------------------------------------
 
 
-def plain(url: str) -> str:
-    """psycopg's own URL for a SQLAlchemy one."""
-    return url.replace("+psycopg", "")
-
-
 def create_database(name: str) -> str:
     with psycopg.connect(plain(PG) + "/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -545,7 +518,7 @@ def load(url: str, patients: int, setting: Setting, seed: int) -> dict[str, int]
     totals = dict.fromkeys(COLUMNS, 0)
     with psycopg.connect(plain(url)) as conn:
         for start in range(0, patients, CHUNK):
-            batch = Batch(ids, sids)
+            batch = Batch(COLUMNS, ids, sids)
             for index in range(start, min(start + CHUNK, patients)):
                 add_patient(batch, profile(index, rng), setting, rng)
             copy_batch(conn, batch, totals)
@@ -555,29 +528,8 @@ def load(url: str, patients: int, setting: Setting, seed: int) -> dict[str, int]
                 flush=True,
             )
         conn.commit()
-    finish_load(url)
+    finish_load(url, COLUMNS)
     return totals
-
-
-def copy_batch(conn: psycopg.Connection[Any], batch: Batch, totals: dict[str, int]) -> None:
-    with conn.cursor() as cur:
-        for table, columns in COLUMNS.items():  # parents first: foreign keys hold row by row
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in batch.rows[table]:
-                    copy.write_row(row)
-            totals[table] += len(batch.rows[table])
-
-
-def finish_load(url: str) -> None:
-    """Move each id sequence past the ids we chose, and give the planner the statistics (and
-    the visibility map) that autovacuum would have given a live database."""
-    with psycopg.connect(plain(url), autocommit=True) as conn:
-        for table in COLUMNS:
-            conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-            )
-        conn.execute("VACUUM ANALYZE")
 
 
 # --- serving and timing ------------------------------------------------------------------

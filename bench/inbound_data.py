@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from sqlalchemy import select
 
+from bench.copyload import Batch, copy_batch, finish_load, plain
 from checkin import flows
 from checkin.catalog import render
 from checkin.db import Database
@@ -147,26 +148,6 @@ def people(count: int, rng: random.Random) -> list[Person]:
         )
         for i in range(count)
     ]
-
-
-class Batch:
-    """Rows for a chunk of patients, per table, with ids assigned here so children can point
-    at their parents before anything is sent."""
-
-    def __init__(self, ids: dict[str, Iterator[int]], sids: Iterator[int]) -> None:
-        self.ids, self.sids = ids, sids
-        self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in COLUMNS}
-
-    def add(self, table: str, **values: Any) -> int:
-        if not self.rows[table] and values.keys() - set(COLUMNS[table]):
-            # Checked once per table and batch: a misspelt column would silently load NULL.
-            raise ValueError(f"{table}: no such column {values.keys() - set(COLUMNS[table])}")
-        new_id = next(self.ids[table])
-        self.rows[table].append((new_id, *(values.get(c) for c in COLUMNS[table][1:])))
-        return new_id
-
-    def twilio_sid(self) -> str:
-        return f"SMh{next(self.sids):031x}"  # 'h' for history: never a bench request's SID
 
 
 # --- one patient -----------------------------------------------------------------------------
@@ -355,38 +336,12 @@ def load(url: str, everyone: list[Person], setting: Setting, rng: random.Random)
     totals = dict.fromkeys(COLUMNS, 0)
     with psycopg.connect(plain(url)) as conn:
         for start in range(0, len(everyone), CHUNK):
-            batch = Batch(ids, sids)
+            batch = Batch(COLUMNS, ids, sids, "SMh{:031x}")  # h: history, never a request
             for person in everyone[start : start + CHUNK]:
                 add_person(batch, person, setting, rng)
             copy_batch(conn, batch, totals)
             done = min(start + CHUNK, len(everyone))
             print(f"  loaded {done:,}/{len(everyone):,} patients", file=sys.stderr, flush=True)
         conn.commit()
-    finish_load(url)
+    finish_load(url, COLUMNS)
     return totals
-
-
-def copy_batch(conn: psycopg.Connection[Any], batch: Batch, totals: dict[str, int]) -> None:
-    with conn.cursor() as cur:
-        for table, columns in COLUMNS.items():  # parents first: foreign keys hold row by row
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in batch.rows[table]:
-                    copy.write_row(row)
-            totals[table] += len(batch.rows[table])
-
-
-def finish_load(url: str) -> None:
-    """Move each id sequence past the ids chosen here, and give the planner the statistics
-    (and the visibility map) that autovacuum would have given a live database."""
-    with psycopg.connect(plain(url), autocommit=True) as conn:
-        for table in COLUMNS:
-            conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-            )
-        conn.execute("VACUUM ANALYZE")
-
-
-def plain(url: str) -> str:
-    """psycopg's own URL for a SQLAlchemy one."""
-    return url.replace("+psycopg", "")
