@@ -11,6 +11,8 @@
   (the program's admins).
 - Pages carry a reference, the kind, the severity and a link; never a name, number, diagnosis,
   drug or score. Every state change is written to the audit log.
+- Every state change (opened, severity raised, acknowledged, resolved, escalated) also queues
+  an event for the program's webhook endpoints, in the same transaction (alert_webhooks).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from checkin import audit, outbox
+from checkin import alert_webhooks, audit, outbox
 from checkin.catalog import render
 from checkin.models import Alert, AlertNotification, Message, Patient, StaffUser
 
@@ -118,6 +120,7 @@ def raise_alert(
     audit.record(
         session, now, "system", "alert.open", f"alert:{alert.ref}", kind=kind, severity=severity
     )
+    alert_webhooks.alert_event(session, alert, "alert.opened", now)
     return alert, _page_if_needed(session, alert, patient, now, pager)
 
 
@@ -144,6 +147,8 @@ def _add_evidence(
         now=severity,
     )
     alert.severity = severity
+    # Severity only rises, so the new one tells this event from the alert's other raises.
+    alert_webhooks.alert_event(session, alert, "alert.severity_raised", now, key=severity)
     return _page_if_needed(session, alert, alert.patient, now, pager)
 
 
@@ -244,6 +249,7 @@ def acknowledge(
     audit.record(
         session, now, staff.email, "alert.acknowledge", f"alert:{alert.ref}", via=via, **_where(ip)
     )
+    alert_webhooks.alert_event(session, alert, "alert.acknowledged", now)
 
 
 def resolve(
@@ -268,6 +274,7 @@ def resolve(
     audit.record(
         session, now, staff.email, "alert.resolve", f"alert:{alert.ref}", via=via, **_where(ip)
     )
+    alert_webhooks.alert_event(session, alert, "alert.resolved", now)
 
 
 def _where(ip: str | None) -> dict[str, Any]:
@@ -336,6 +343,7 @@ def escalate(session: Session, now: datetime, after: timedelta, pager: Pager) ->
             tier=2,
             to=[a.email for a in admins],
         )
+        alert_webhooks.alert_event(session, alert, "alert.escalated", now)
         pages += page(session, alert, admins, now, pager, tier=2)
     return pages
 

@@ -2,7 +2,9 @@
 
 Each tick (1) plans due CheckIn rows from schedules, idempotently (a unique key per patient,
 flow, local date and slot); (2) claims due rows and sends their first question; (3) sends
-pending outbound messages (retries, deferred welcomes); (4) closes check-ins whose day ended.
+pending outbound messages (retries, deferred welcomes); (4) closes check-ins whose day ended;
+(5) sends due alert webhook deliveries (webhook_delivery), last, so that an endpoint that is
+slow to answer never holds up a text to a patient or a page.
 Claims are conditional UPDATEs tagged with this tick's token, plus SELECT ... FOR UPDATE SKIP
 LOCKED on PostgreSQL, so any number of workers on one PostgreSQL never double-send. SQLite runs
 one worker.
@@ -24,7 +26,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from checkin import alerts, evaluation, flows, outbox, schedules
+from checkin import alerts, evaluation, flows, outbox, schedules, webhook_delivery
 from checkin.catalog import render
 from checkin.context import Context
 from checkin.conversations import expire
@@ -77,6 +79,7 @@ def tick(ctx: Context) -> dict[str, int]:
         ("digested", send_digests),
         ("delivered", outbox.deliver_due),
         ("closed", close_expired),
+        ("webhooks", webhook_delivery.deliver_due),
     ):
         try:
             counts[name] = step(ctx)

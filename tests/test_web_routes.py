@@ -17,7 +17,7 @@ import pytest
 from flask import Flask, url_for
 from flask.testing import FlaskClient
 
-from checkin import schedules
+from checkin import alert_webhooks, schedules
 from checkin.context import Context
 from checkin.models import Patient, Program, Schedule, StaffUser
 from tests.conftest import T0, World
@@ -54,7 +54,18 @@ def ids(ctx: Context, world: World) -> dict[str, Any]:
         own = schedules.add(
             session, program, flow="daily_symptoms", local_time=time(11), patient=alice, **common
         )
+        hook = alert_webhooks.register(
+            session,
+            program.id,
+            url="https://ehr.example.org/in",
+            description="EHR",
+            include_readings=False,
+            actor="test",
+            now=T0,
+        )
         return {
+            "endpoint_id": hook.id,
+            "delivery_id": alert_webhooks.queue_ping(session, hook, "test", T0),
             "ref": ref,
             "patient_id": world.alice_id,
             "staff_id": world.bob_id,

@@ -36,3 +36,6 @@ def index() -> str:
 from checkin.web.admin import audit_log, enrolment, rules, schedules, staff  # noqa: E402
 
 __all__ = ["audit_log", "bp", "enrolment", "rules", "schedules", "staff"]
+
+# The alert webhook pages, on a line of their own (several people add pages here).
+from checkin.web.admin import webhooks  # noqa: E402, F401
