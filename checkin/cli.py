@@ -9,13 +9,19 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
 
 from checkin.config import ConfigError, load_settings
 from checkin.context import Context, make_context
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from checkin.export import Filters
+    from checkin.models import Patient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -668,23 +674,102 @@ def programs_texting_hours(start: str, until: str) -> None:
 
 
 @cli.command("export")
-@click.argument("kind", type=click.Choice(["observations", "alerts", "messages"]))
-@click.option(
-    "--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "json"])
+@click.argument(
+    "kind", type=click.Choice(["observations", "alerts", "messages", "checkins", "fhir"])
 )
-@click.option("--status", help="Only alerts or messages in this status, e.g. failed")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    help="csv (the default) or json; fhir is always JSON",
+)
+@click.option("--status", help="Only rows in this status, e.g. messages --status failed")
+@click.option("--from", "start", help="YYYY-MM-DD, the first day included (UTC)")
+@click.option("--to", "end", help="YYYY-MM-DD, the last day included (UTC)")
+@click.option("--phone", help="Only this patient (E.164)")
+@click.option(
+    "--deidentify",
+    is_flag=True,
+    help="No names, numbers or free text; pseudonyms and shifted dates (docs/exports.md)",
+)
 @friendly_errors
-def export_cmd(kind: str, fmt: str, status: str | None) -> None:
-    """Write observations, alerts or messages to stdout."""
-    from checkin import audit
+def export_cmd(
+    kind: str,
+    fmt: str | None,
+    status: str | None,
+    start: str | None,
+    end: str | None,
+    phone: str | None,
+    deidentify: bool,
+) -> None:
+    """Write observations, alerts, messages, check-ins or a FHIR R4 Bundle to stdout.
+
+    Every program's data unless --phone names one patient. Audited before anything is
+    written, so nothing leaves without its audit row.
+    """
     from checkin import export as exporter
+    from checkin.patients import get
 
     ctx = _context()
     with ctx.db.session() as session:
-        columns, data = exporter.rows(session, kind, status)
-        click.echo(exporter.render(columns, data, fmt), nl=False)
-        audit.record(session, ctx.clock(), _actor(), "export", kind, format=fmt)
+        patient = get(session, phone) if phone else None
+        filters = exporter.Filters(
+            _date(start, "--from") if start else None,
+            _date(end, "--to") if end else None,
+            patient_id=patient.id if patient else None,
+            status=status,
+        )
+        if kind == "fhir":
+            fmt = _fhir_format(fmt, filters, deidentify)
+            text, count = _fhir_bundle(session, ctx, patient, filters)
+        else:
+            fmt = fmt or "csv"
+            data = exporter.build(session, kind, filters, deidentify=deidentify)
+            text, count = exporter.render(data, fmt), len(data.rows)
+        exporter.record(
+            session,
+            ctx.clock(),
+            _actor(),
+            kind=kind,
+            fmt=fmt,
+            filters=filters,
+            deidentified=deidentify,
+            rows=count,
+        )
+    click.echo(text, nl=False)
+
+
+def _fhir_format(fmt: str | None, filters: Filters, deidentify: bool) -> str:
+    if fmt not in (None, "json"):
+        raise UserError("export fhir writes JSON only (leave out --format)")
+    if deidentify:
+        raise UserError(
+            "export fhir is identified (it carries each Patient); "
+            "use --deidentify with csv or json exports"
+        )
+    if filters.status is not None:
+        raise UserError("export fhir takes no --status")
+    return "json"
+
+
+def _fhir_bundle(
+    session: Session, ctx: Context, patient: Patient | None, filters: Filters
+) -> tuple[str, int]:
+    """The Bundle as JSON, and its number of resources (the audit row's count)."""
+    import json
+
+    from checkin import fhir
+
+    url, since, before, now = ctx.settings.public_url, filters.since, filters.before, ctx.clock()
+    if patient is not None:
+        data = fhir.patient_bundle(session, patient, url, since=since, before=before, timestamp=now)
+    else:
+        data = fhir.all_patients_bundle(
+            session, None, url, since=since, before=before, timestamp=now
+        )
+    return json.dumps(data, indent=2) + "\n", len(data["entry"])
 
 
 def main() -> None:
     cli(prog_name="checkin")
+

@@ -99,6 +99,7 @@ def test_every_main_page_passes_axe_wcag_aa_checks(demo_url: str, page: Page) ->
         "/admin/staff",
         "/admin/staff/1",
         "/admin/rules",
+        "/admin/exports",
         "/admin/audit",
         "/account",
         "/simulator?patient=3",

@@ -33,3 +33,10 @@ def version(name: str, number: int) -> Flow:
     current(name)  # raises UnknownFlow
     flow: Flow = _MODULES[name].VERSIONS[number]
     return flow
+
+
+def versions(name: str) -> tuple[Flow, ...]:
+    """Every version of a flow, oldest first (old ones stay for the runs that used them)."""
+    current(name)  # raises UnknownFlow
+    table: dict[int, Flow] = _MODULES[name].VERSIONS
+    return tuple(table[number] for number in sorted(table))

@@ -39,3 +39,8 @@ __all__ = ["audit_log", "bp", "enrolment", "rules", "schedules", "staff"]
 
 # The alert webhook pages, on a line of their own (several people add pages here).
 from checkin.web.admin import webhooks  # noqa: E402, F401
+
+# The export page, on a line of its own: the `__all__` line between keeps the import sorter
+# from merging it into the webhooks line.
+__all__ += ["exports"]
+from checkin.web.admin import exports  # noqa: E402
