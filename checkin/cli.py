@@ -773,3 +773,7 @@ def _fhir_bundle(
 def main() -> None:
     cli(prog_name="checkin")
 
+
+from checkin.api.cli import tokens  # noqa: E402  (API tokens; a module of their own)
+
+cli.add_command(tokens)

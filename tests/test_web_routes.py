@@ -18,6 +18,7 @@ from flask import Flask, url_for
 from flask.testing import FlaskClient
 
 from checkin import alert_webhooks, schedules
+from checkin.api import tokens
 from checkin.context import Context
 from checkin.models import Patient, Program, Schedule, StaffUser
 from tests.conftest import T0, World
@@ -32,9 +33,10 @@ from tests.test_web import (
 
 CAROL_EMAIL = "carol@example.org"
 # Public on purpose: sign-in itself, the health check for load balancers, static files, and
-# the Twilio webhooks (their signature is their proof; tested in test_webhooks.py).
+# the Twilio webhooks (their signature is their proof; tested in test_webhooks.py). The JSON
+# API takes a bearer token, never the session: test_api.py walks its routes the same way.
 PUBLIC = {"auth.login_form", "auth.login", "healthz", "static"}
-PUBLIC_BLUEPRINTS = {"webhooks"}
+PUBLIC_BLUEPRINTS = {"webhooks", "api"}
 # Configuration: an admin's, never a clinician's.
 ADMIN_ONLY_ACTIONS = {"patient_actions.add_schedule", "patient_actions.remove_schedule"}
 XSS = "<script>alert('x')</script>"
@@ -63,7 +65,10 @@ def ids(ctx: Context, world: World) -> dict[str, Any]:
             actor="test",
             now=T0,
         )
+        carol = session.get_one(StaffUser, world.carol_id)
+        api_token, _ = tokens.create(session, carol, "walk", None, T0, actor="test")
         return {
+            "token_id": api_token.id,
             "endpoint_id": hook.id,
             "delivery_id": alert_webhooks.queue_ping(session, hook, "test", T0),
             "ref": ref,

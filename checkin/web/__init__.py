@@ -53,10 +53,14 @@ def session_config(settings: Settings) -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     from checkin import webhooks
+    from checkin.api import v1 as api
     from checkin.web import account, admin, auth, dashboard, patient_actions, patients, simulator
 
     csrf = CSRFProtect(app)
     csrf.exempt(webhooks.bp)
+    # The API reads a bearer token and never the session cookie: no cookie, no CSRF.
+    csrf.exempt(api.bp)
+    api.init_app(app)
     auth.login_manager.init_app(app)
     app.config.setdefault("MAX_CONTENT_LENGTH", MAX_UPLOAD_BYTES)
     app.register_blueprint(auth.bp)
@@ -97,9 +101,12 @@ def _security_headers(response: Response) -> Response:
 
 
 def _audit_origin() -> None:
-    """Every audit row a staff request writes says which address it came from."""
+    """Every audit row a staff request writes says which address it came from (and, from the
+    API, that it came through the API)."""
     if request.blueprint in STAFF_BLUEPRINTS:
         g.audit_origin = audit.set_origin(ip=request.remote_addr or "")
+    elif request.blueprint == "api":
+        g.audit_origin = audit.set_origin(ip=request.remote_addr or "", via="api")
 
 
 def _end_audit_origin(_exc: BaseException | None) -> None:

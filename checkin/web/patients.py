@@ -109,7 +109,7 @@ def patient_list() -> str:
     now = ctx.clock()
     where = [Patient.program_id == signed_in().program_id]
     if q:
-        where.append(_matches(q))
+        where.append(name_or_phone_matches(q))
     if status:
         where.append(Patient.status == status)
     with ctx.db.session() as db:
@@ -155,7 +155,7 @@ def patient_list() -> str:
     )
 
 
-def _matches(q: str) -> ColumnElement[bool]:
+def name_or_phone_matches(q: str) -> ColumnElement[bool]:
     """Name contains q (any case), or the phone contains q's digits."""
     escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     by_name = func.lower(Patient.name).like(f"%{escaped}%", escape="\\")
