@@ -8,7 +8,7 @@ from checkin import audit
 from checkin.api.auth import caller, context
 from checkin.api.paging import fetch
 from checkin.api.schemas import CheckInOut, CheckInPage, CheckInQuery
-from checkin.api.scope import in_program, patient_of_program
+from checkin.api.scope import patient_window, window_detail
 from checkin.api.spec import documented
 from checkin.api.v1 import bp
 from checkin.models import CheckIn, Patient
@@ -23,18 +23,13 @@ def list_checkins(query: CheckInQuery) -> CheckInPage:
     """
     holder = caller()
     stmt = select(CheckIn).join(Patient, Patient.id == CheckIn.patient_id)
-    stmt = stmt.where(patient_of_program())
     if query.status:
         stmt = stmt.where(CheckIn.status == query.status)
-    if query.from_:
-        stmt = stmt.where(CheckIn.due_at >= query.from_)
-    if query.to:
-        stmt = stmt.where(CheckIn.due_at < query.to)
     ctx = context()
     with ctx.db.session() as db:
-        if query.patient_id is not None:
-            in_program(db, Patient, query.patient_id)
-            stmt = stmt.where(CheckIn.patient_id == query.patient_id)
+        stmt = patient_window(
+            db, stmt, query.patient_id, CheckIn.patient_id, CheckIn.due_at, query.from_, query.to
+        )
         page = fetch(db, stmt.order_by(CheckIn.due_at, CheckIn.id), query)
         # Who was texted when, and whether they answered: patient data, audited.
         audit.record(
@@ -45,10 +40,9 @@ def list_checkins(query: CheckInQuery) -> CheckInPage:
             f"patient:{query.patient_id}" if query.patient_id else None,
             program_id=holder.program_id,
             status=query.status,
-            start=query.from_.isoformat() if query.from_ else None,
-            end=query.to.isoformat() if query.to else None,
             page=page.page,
             shown=len(page.rows),
+            **window_detail(query.from_, query.to),
         )
         items = [CheckInOut.model_validate(c) for c in page.rows]
     return CheckInPage(items=items, **page.meta())

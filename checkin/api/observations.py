@@ -8,7 +8,7 @@ from checkin import audit
 from checkin.api.auth import caller, context
 from checkin.api.paging import fetch
 from checkin.api.schemas import ObservationOut, ObservationPage, ObservationQuery
-from checkin.api.scope import in_program, patient_of_program
+from checkin.api.scope import patient_window, window_detail
 from checkin.api.spec import documented
 from checkin.api.v1 import bp
 from checkin.models import Answer, Patient
@@ -24,18 +24,13 @@ def list_observations(query: ObservationQuery) -> ObservationPage:
     """
     holder = caller()
     stmt = select(Answer).join(Patient, Patient.id == Answer.patient_id)
-    stmt = stmt.where(patient_of_program())
     if query.measure:
         stmt = stmt.where(Answer.measure == query.measure)
-    if query.from_:
-        stmt = stmt.where(Answer.recorded_at >= query.from_)
-    if query.to:
-        stmt = stmt.where(Answer.recorded_at < query.to)
     ctx = context()
     with ctx.db.session() as db:
-        if query.patient_id is not None:
-            in_program(db, Patient, query.patient_id)
-            stmt = stmt.where(Answer.patient_id == query.patient_id)
+        stmt = patient_window(
+            db, stmt, query.patient_id, Answer.patient_id, Answer.recorded_at, query.from_, query.to
+        )
         page = fetch(db, stmt.order_by(Answer.recorded_at, Answer.id), query)
         # Readings are patient data: who read which, like a patient page view.
         audit.record(
@@ -46,10 +41,9 @@ def list_observations(query: ObservationQuery) -> ObservationPage:
             f"patient:{query.patient_id}" if query.patient_id else None,
             program_id=holder.program_id,
             measure=query.measure,
-            start=query.from_.isoformat() if query.from_ else None,
-            end=query.to.isoformat() if query.to else None,
             page=page.page,
             shown=len(page.rows),
+            **window_detail(query.from_, query.to),
         )
         items = [ObservationOut.model_validate(a) for a in page.rows]
     return ObservationPage(items=items, **page.meta())
